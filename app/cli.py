@@ -1,0 +1,169 @@
+"""The `qrflow` command: `up` runs everything; the other subcommands run one service each
+(what docker-compose runs, one per container)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.identity.models import Scope
+from app.settings import Settings, get_settings
+
+cli = typer.Typer(help="qrflow: QR codes, dynamic links and scan analytics.", no_args_is_help=True)
+apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+cli.add_typer(apikey_cli, name="apikey")
+console = Console(stderr=True, soft_wrap=True)
+
+QUEUES = ("qr", "scans", "analytics", "default")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    from app.migrate import upgrade
+
+    upgrade(get_settings())
+    console.print("database is up to date")
+
+
+@cli.command()
+def api() -> None:
+    """Run the HTTP gateway."""
+    import uvicorn
+
+    from app.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings, service="gateway")
+    uvicorn.run(
+        "app.gateway.main:build",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _celery(argv: list[str]) -> None:
+    from workers.celery_app import celery_app
+
+    # --quiet drops Celery's ASCII-art banner; everything else is logged through structlog.
+    sys.exit(celery_app.start(["--quiet", *argv]) or 0)
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: qr,scans,analytics,default")] = ",".join(QUEUES),
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Pool processes; 0: one per core")] = 0,
+    pool: Annotated[str, typer.Option(help="prefork for CPU work; threads for I/O-bound queues")] = "prefork",
+) -> None:
+    """Run a Celery worker on the given queues."""
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise typer.BadParameter(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+    settings = get_settings()
+    processes = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    name = f"{queues.replace(',', '+')}@%h"
+    _celery(
+        ["worker", f"--queues={queues}", f"--concurrency={processes}", f"--pool={pool}",
+         f"--hostname={name}", f"--loglevel={settings.log_level}", "-O", "fair"]
+    )
+
+
+@cli.command()
+def beat() -> None:
+    """Run Celery beat. Exactly one per deployment."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _celery(["beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}", f"--loglevel={settings.log_level}"])
+
+
+def flower_password(settings: Settings) -> str:
+    """The configured password; in development, one generated on first start and kept in data_dir."""
+    configured = settings.flower_password.get_secret_value()
+    if configured:
+        return configured
+    if settings.environment == "production":
+        raise typer.BadParameter("set QRFLOW_FLOWER_PASSWORD: Flower will not run without a password in production")
+    stored = settings.data_dir / "flower-password"
+    if not stored.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stored.write_text(secrets.token_urlsafe(12))
+        stored.chmod(0o600)
+    return stored.read_text().strip()
+
+
+@cli.command()
+def flower() -> None:
+    """Run Flower, behind basic auth, against the same Celery app."""
+    from app.logging import configure_logging
+
+    settings = get_settings()
+    password = flower_password(settings)
+    configure_logging(settings, service="flower")
+    _celery(
+        ["flower", "--logging=none", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
+         f"--basic-auth={settings.flower_user}:{password}", "--purge_offline_workers=60"]
+    )
+
+
+@apikey_cli.command("create")
+def apikey_create(
+    workspace: Annotated[str, typer.Option(help="Workspace name; created if it does not exist")],
+    scope: Annotated[Scope, typer.Option(help="read, write (includes read) or admin (includes both)")] = Scope.WRITE,
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by")] = None,
+) -> None:
+    """Issue an API key. It is printed once, on the last line of stdout; only its hash is stored."""
+    from app.identity.service import issue_api_key
+
+    plaintext = _with_session(lambda session: issue_api_key(session, workspace, scope, name))
+    console.print(f"API key for workspace {workspace!r}, scope {scope.value} (shown once):")
+    print(plaintext)
+
+
+@apikey_cli.command("revoke")
+def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: the part after qrf_")]) -> None:
+    """Revoke an API key: it stops working at once."""
+    from app.identity.service import revoke_api_key
+
+    if not _with_session(lambda session: revoke_api_key(session, prefix.removeprefix("qrf_").split("_")[0])):
+        console.print(f"no active key with prefix {prefix!r}")
+        raise typer.Exit(1)
+    console.print(f"revoked key {prefix}")
+
+
+def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands
+    from app.db import create_sync_engine, sync_sessionmaker
+
+    engine = create_sync_engine(get_settings())
+    try:
+        with sync_sessionmaker(engine).begin() as session:
+            return use(session)
+    finally:
+        engine.dispose()
+
+
+@cli.command()
+def up(
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway to be ready")] = 90,
+) -> None:
+    """Run the whole platform on this machine: gateway, a worker per queue, beat and Flower."""
+    from app.launcher import launch
+
+    raise typer.Exit(launch(get_settings(), console, ready_timeout))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

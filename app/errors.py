@@ -1,0 +1,42 @@
+"""Domain errors. Each carries the HTTP status and the machine-readable code the gateway answers with."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class SlugTaken(Conflict):
+    code = "slug_taken"
+
+
+class NotReady(Conflict):
+    code = "not_ready"
+
+
+class Invalid(DomainError):
+    """Well-formed input that the domain refuses (422)."""
+
+    status = 422
+    code = "invalid"
+
+
+class PayloadTooLong(Invalid):
+    code = "payload_too_long"

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: the request's database session, its caller, and the resources on app.state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.identity.models import Scope
+from app.identity.service import Principal, authenticate
+from app.messaging import EventPublisher
+from app.settings import Settings
+from app.storage import ImageStore
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_publisher(request: Request) -> EventPublisher:
+    return request.app.state.publisher
+
+
+def get_store(request: Request) -> ImageStore:
+    return request.app.state.store
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
+StoreDep = Annotated[ImageStore, Depends(get_store)]
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+async def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "Authorization must be: Bearer <key>", headers=_CHALLENGE)
+    principal = await authenticate(session, token.strip())
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+    structlog.contextvars.bind_contextvars(workspace_id=str(principal.workspace_id))
+    return principal
+
+
+def require(scope: Scope):  # noqa: ANN201 - a dependency factory
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.scope.allows(scope):
+            raise HTTPException(403, f"this API key has scope {principal.scope}; {scope} is required")
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(Scope.READ))]
+Writer = Annotated[Principal, Depends(require(Scope.WRITE))]

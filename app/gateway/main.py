@@ -1,0 +1,76 @@
+"""The gateway: validates requests, writes what they command, publishes events. Never renders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from app.db import async_sessions, create_gateway_engine
+from app.gateway.errors import install_error_handlers
+from app.gateway.middleware import RequestContextMiddleware
+from app.gateway.routers import health, qrcodes, redirect
+from app.logging import configure_logging
+from app.messaging import EventPublisher
+from app.settings import Settings, get_settings
+from app.storage import LocalImageStore
+
+DESCRIPTION = """
+Create QR codes, send people through dynamic short links, and see who scanned what.
+
+Authenticate with `Authorization: Bearer <API key>` on everything under `/v1`
+(`qrflow apikey create --workspace NAME` prints one). Codes render in the background:
+`POST /v1/qrcodes` answers `202` with the code in `pending` state, and its images are served once it is `ready`.
+Every error is JSON: `{"code": "...", "message": "...", "errors": [{"field", "type", "message"}]}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from workers.celery_app import celery_app
+
+        app.state.settings = settings
+        app.state.engine = create_gateway_engine(settings)
+        app.state.sessions = async_sessions(app.state.engine)
+        app.state.store = LocalImageStore(settings.images_dir)
+        app.state.publisher = EventPublisher(celery_app)
+        app.state.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=1, socket_connect_timeout=1
+        )
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="qrflow",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(qrcodes.router)
+    app.include_router(redirect.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def build() -> FastAPI:
+    """uvicorn's factory (`qrflow api`): logging first, so start-up lines are structured too."""
+    settings = get_settings()
+    configure_logging(settings, service="gateway")
+    return create_app(settings)

@@ -1,0 +1,40 @@
+"""Liveness and readiness for orchestrators and `qrflow up`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter(tags=["health"])
+_CHECK_TIMEOUT = 2.0
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database and the broker are reachable (503 names what is not)")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+
+    async def database() -> None:
+        async with state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def broker() -> None:
+        await state.redis.ping()
+
+    checks = {"database": database, "broker": broker}
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), _CHECK_TIMEOUT)
+            results[name] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the message says which and why
+            results[name] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in results.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", **results}, status_code=200 if ready else 503)

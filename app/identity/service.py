@@ -1,0 +1,94 @@
+"""Workspaces and API keys.
+
+A key looks like `qrf_<prefix>_<secret>`. The prefix is stored in clear to find the key and to let people
+tell their keys apart; only the SHA-256 of the whole key is kept, and it is shown once, when issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.identity.models import ApiKey, Scope, Workspace
+
+KEY_PREFIX = "qrf"
+# last_used_at is for people, not audits: writing it at most once a minute keeps reads read-only.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    workspace_id: uuid.UUID
+    key_id: uuid.UUID
+    scope: Scope
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key(workspace_id: uuid.UUID, scope: Scope, name: str | None = None) -> tuple[ApiKey, str]:
+    prefix = secrets.token_hex(4)
+    plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
+    key = ApiKey(
+        id=uuid.uuid4(), workspace_id=workspace_id, prefix=prefix, key_hash=_hash(plaintext), scope=scope, name=name
+    )
+    return key, plaintext
+
+
+def get_or_create_workspace(session: Session, name: str) -> Workspace:
+    workspace = session.scalar(select(Workspace).where(Workspace.name == name))
+    if workspace is None:
+        workspace = Workspace(id=uuid.uuid4(), name=name)
+        session.add(workspace)
+        session.flush()
+    return workspace
+
+
+def issue_api_key(session: Session, workspace_name: str, scope: Scope, name: str | None = None) -> str:
+    workspace = get_or_create_workspace(session, workspace_name)
+    key, plaintext = new_api_key(workspace.id, scope, name)
+    session.add(key)
+    return plaintext
+
+
+def revoke_api_key(session: Session, prefix: str) -> bool:
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
+    if key is None:
+        return False
+    key.revoked_at = utcnow()
+    return True
+
+
+def has_workspaces(session: Session) -> bool:
+    return session.scalar(select(Workspace.id).limit(1)) is not None
+
+
+def _prefix_of(token: str) -> str | None:
+    parts = token.split("_")
+    if len(parts) < 3 or parts[0] != KEY_PREFIX:
+        return None
+    return parts[1]
+
+
+async def authenticate(session: AsyncSession, token: str) -> Principal | None:
+    prefix = _prefix_of(token)
+    if prefix is None:
+        return None
+    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _hash(token)):
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+        await session.commit()
+    return Principal(workspace_id=key.workspace_id, key_id=key.id, scope=Scope(key.scope))

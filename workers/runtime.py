@@ -1,0 +1,67 @@
+"""Per-process resources of a worker: database engine, sessions, image store, publisher.
+
+Created lazily and again after fork (worker_process_init): a connection pool must never be shared by a
+parent and its prefork children.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import create_sync_engine, sync_sessionmaker
+from app.messaging import EventPublisher
+from app.settings import Settings, get_settings
+from app.storage import ImageStore, LocalImageStore
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ImageStore
+    publisher: EventPublisher
+    pid: int = field(default_factory=os.getpid)
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(get_settings())
+    return _runtime
+
+
+def build_runtime(settings: Settings) -> WorkerRuntime:
+    from workers.celery_app import celery_app
+
+    engine = create_sync_engine(settings)
+    return WorkerRuntime(
+        settings=settings,
+        engine=engine,
+        sessions=sync_sessionmaker(engine),
+        store=LocalImageStore(settings.images_dir),
+        publisher=EventPublisher(celery_app),
+    )
+
+
+def forget_inherited_runtime() -> None:
+    """In a freshly forked pool process, drop the parent's resources (without closing its connections)."""
+    global _runtime
+    if _runtime is not None and _runtime.pid != os.getpid():
+        _runtime.engine.dispose(close=False)
+        _runtime = None
+
+
+def use_runtime(new: WorkerRuntime | None) -> None:
+    """Replace the process's resources (tests point an in-process worker at their database)."""
+    global _runtime
+    if _runtime is not None:
+        _runtime.engine.dispose()
+    _runtime = new
