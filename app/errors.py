@@ -12,6 +12,10 @@ class DomainError(Exception):
         self.message = message
         self.field = field
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotFound(DomainError):
     status = 404
@@ -29,6 +33,14 @@ class SlugTaken(Conflict):
 
 class NotReady(Conflict):
     code = "not_ready"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
 
 
 class Invalid(DomainError):

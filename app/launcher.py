@@ -62,7 +62,7 @@ def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
                 return True
         except httpx.HTTPError:
             pass
-        if any(s.process and s.process.poll() is not None for s in supervisor.services):
+        if supervisor.stopping or any(s.process and s.process.poll() is not None for s in supervisor.services):
             return False
         time.sleep(0.25)
     return False
@@ -76,6 +76,7 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     redis_url, own_redis = _ensure_redis(settings, console)
+    supervisor: Supervisor | None = None
     try:
         upgrade(settings)
         api_key = _first_api_key(settings)
@@ -98,13 +99,16 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
         supervisor.start()
         base = f"http://{settings.api_host}:{settings.api_port}"
         if not _wait_ready(f"{base}/readyz", supervisor, ready_timeout):
+            if supervisor.stopping:
+                return 0
             console.print(f"[red]the gateway did not become ready at {base}/readyz[/red]")
-            supervisor.stop()
             return 1
         _banner(console, settings, base, api_key)
         return supervisor.run()
     finally:
-        if own_redis is not None:
+        if supervisor is not None:
+            supervisor.stop()
+        if own_redis is not None:  # last: the services use it until they are gone
             own_redis.stop()
 
 

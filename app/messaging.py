@@ -28,7 +28,9 @@ class EventPublisher:
 
     def publish(self, event: Event) -> bool:
         try:
-            self._celery.send_task(event.task_name, kwargs={"event": event.to_message()})
+            # ignore_result: otherwise send_task subscribes to the task's result channel on the result
+            # backend, a round trip per publish and, with Redis gone, a reconnect loop of ~20 s.
+            self._celery.send_task(event.task_name, kwargs={"event": event.to_message()}, ignore_result=True)
         except Exception as exc:  # kombu/redis raise many types; every one means "not published"
             EVENTS_PUBLISHED.labels(event.task_name, "failed").inc()
             log.warning(

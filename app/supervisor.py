@@ -52,16 +52,21 @@ class Supervisor:
         self._stopping = False
 
     def start(self) -> None:
+        # Handlers first: a Ctrl-C while services start or warm up must still stop them in order.
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
         for service in self.services:
             service.start(self.env)
 
     def request_stop(self, *_: object) -> None:
         self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def run(self, on_tick: Callable[[], None] | None = None) -> int:
         """Watch the children until asked to stop; returns the exit status for `qrflow up`."""
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGTERM, self.request_stop)
         status = 0
         while not self._stopping:
             for service in self.services:
@@ -89,6 +94,7 @@ class Supervisor:
         return True
 
     def stop(self) -> None:
+        """Idempotent: signals only the services still running."""
         running = [s for s in reversed(self.services) if s.process and s.process.poll() is None]
         for service in running:
             log.info("service_stopping", service=service.name)

@@ -33,7 +33,7 @@ def decode_png(data: bytes) -> list[str]:
 
 
 def _rasterise(svg: str, zoom: int) -> Image.Image:
-    # bytes() because resvg-py has returned the PNG as a list of ints in some releases.
+    # bytes() also takes the list of ints that some resvg-py releases return instead of bytes.
     png = bytes(resvg_py.svg_to_bytes(svg_string=svg, zoom=zoom))
     image = Image.open(io.BytesIO(png))
     image.load()

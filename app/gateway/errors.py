@@ -58,8 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         errors = [{"field": exc.field, "type": exc.code, "message": exc.message}] if exc.field else None
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        headers = {"Retry-After": "1"} if exc.code == "not_ready" and "rendered" in exc.message else None
-        return JSONResponse(error_body(exc.code, message, errors), status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(exc.code, message, errors), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,6 +7,7 @@ SMSTO:, tel: (RFC 3966) and geo: (RFC 5870). Pure Python: the gateway validates 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import quote
 
@@ -78,7 +79,7 @@ class WifiData(_KindData):
 
 def _escape_vcard(value: str) -> str:
     value = value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-    return value.replace("\r\n", "\\n").replace("\n", "\\n")
+    return value.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
 
 
 class VCardData(_KindData):
@@ -126,7 +127,9 @@ class EmailData(_KindData):
             for name, value in (("subject", self.subject), ("body", self.body))
             if value
         ]
-        return f"mailto:{self.to}" + ("?" + "&".join(query) if query else "")
+        # ? # % are legal in an address's local part but would end the address in a URI.
+        to = quote(self.to, safe="@!$'()*+,;:")
+        return f"mailto:{to}" + ("?" + "&".join(query) if query else "")
 
 
 class SMSData(_KindData):
@@ -144,12 +147,17 @@ class PhoneData(_KindData):
         return f"tel:{_digits(self.number)}"
 
 
+def _coordinate(value: float) -> str:
+    """Shortest exact decimal, never scientific notation (repr gives 1e-05 near 0°)."""
+    return format(Decimal(repr(value)), "f")
+
+
 class GeoData(_KindData):
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
 
     def content(self) -> str:
-        return f"geo:{self.lat!r},{self.lng!r}"
+        return f"geo:{_coordinate(self.lat)},{_coordinate(self.lng)}"
 
 
 KIND_DATA: dict[str, type[_KindData]] = {

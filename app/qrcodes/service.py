@@ -134,9 +134,11 @@ async def delete_code(
 def stored_image_key(code: QRCode, fmt: str) -> tuple[str, str]:
     """(storage key, etag) of a ready code's image, or NotReady while it is pending or failed."""
     if code.status == Status.PENDING:
-        raise NotReady("the image is still being rendered; retry shortly")
+        raise NotReady("the image is still being rendered; retry shortly", retry_after=1)
     if code.status == Status.FAILED:
         raise NotReady(f"rendering failed: {code.error}")
-    etag = code.images[fmt]
+    etag = code.images.get(fmt)
+    if etag is None:
+        raise NotFound(f"this code has no {fmt} image", field="fmt")
     return image_key(code.workspace_id, code.id, etag, fmt), etag
 

@@ -1,0 +1,141 @@
+"""Faults lose nothing. Each test injects a real fault: a stopped redis-server, a SIGKILLed worker
+process, an unreachable database."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from celery import Celery, signals
+
+from app.messaging import EventPublisher
+from app.redis_server import RedisServer, find_binary, free_port
+from tests.conftest import wait_until_rendered
+from tests.decoding import decode_png
+from tests.integration.test_qrcodes_api import created
+
+
+@contextmanager
+def gateway_publishing_to(gateway, celery: Celery) -> Iterator[None]:
+    state = gateway.app.state
+    original, state.publisher = state.publisher, EventPublisher(celery)
+    try:
+        yield
+    finally:
+        state.publisher = original
+
+
+def celery_on(broker_url: str) -> Celery:
+    """The real configuration, on another broker."""
+    app = Celery("qrflow-fault-test")
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = app.conf.result_backend = broker_url
+    return app
+
+
+def test_broker_down_at_publish_time_leaves_no_code_pending(gateway, alice, tmp_path):
+    """The gateway commits, fails to publish, still answers 202; the beat task republishes it later."""
+    broker = RedisServer(find_binary()[0], free_port(), tmp_path / "redis").start()
+    broker.stop()
+    with gateway_publishing_to(gateway, celery_on(broker.url)):
+        code = created(gateway, alice, {"kind": "text", "data": {"text": "published while the broker was down"}})
+    time.sleep(1)
+    assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["status"] == "pending"
+
+    # What beat runs every minute, with the test setting of 5 s for "stale".
+    from workers.celery_app import celery_app
+
+    deadline = time.monotonic() + 30
+    while gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["status"] == "pending":
+        assert time.monotonic() < deadline, "the stale render was never republished"
+        celery_app.send_task("qrcodes.republish_stale_renders")
+        time.sleep(1)
+    ready = wait_until_rendered(gateway, alice, code["id"])
+    assert ready["status"] == "ready"
+    assert decode_png(gateway.get(ready["images"]["png"], headers=alice.headers).content) == [ready["content"]]
+
+
+def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
+    from app.settings import Settings
+    from workers.runtime import build_runtime, runtime, use_runtime
+
+    retries = []
+    on_retry = lambda **kw: retries.append(kw)  # noqa: E731
+    signals.task_retry.connect(on_retry, weak=False)
+    dead = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
+        data_dir=backend.settings.data_dir,
+        redis_url=backend.settings.redis_url,
+    )
+    use_runtime(build_runtime(dead))
+    try:
+        code = created(gateway, alice, {"kind": "text", "data": {"text": "rendered after the outage"}})
+        deadline = time.monotonic() + 20
+        while not retries:
+            assert time.monotonic() < deadline, "the task never retried"
+            time.sleep(0.1)
+        assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["status"] == "pending"
+    finally:
+        use_runtime(build_runtime(backend.settings))
+        signals.task_retry.disconnect(on_retry)
+    assert runtime().settings.database_url == backend.settings.database_url
+    assert wait_until_rendered(gateway, alice, code["id"], timeout=60)["status"] == "ready"
+
+
+@pytest.mark.e2e
+def test_worker_processes_killed_mid_render_lose_no_code(gateway, alice, backend, redis_url, tmp_path):
+    """acks_late + reject_on_worker_lost: a SIGKILLed pool process's task goes back to the queue."""
+    isolated = redis_url.rsplit("/", 1)[0] + "/7"  # a broker database the in-process worker does not read
+    celery = celery_on(isolated)
+    celery.control.purge()
+    env = {
+        **os.environ,
+        "QRFLOW_REDIS_URL": isolated,
+        "QRFLOW_DATABASE_URL": backend.settings.database_url,
+        "QRFLOW_DATA_DIR": str(backend.settings.data_dir),
+        "QRFLOW_LOG_FORMAT": "json",
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "-Q", "qr", "-c", "2"], env=env, stdout=log, stderr=log
+    )
+    try:
+        # Big, slow-to-draw codes keep both pool processes busy while we kill them.
+        body = {"kind": "text", "data": {"text": "ÿ" * 1000}, "style": {"error": "L", "scale": 12}}
+        with gateway_publishing_to(gateway, celery):
+            ids = [created(gateway, alice, body)["id"] for _ in range(40)]
+        kills = _kill_pool_processes(worker.pid, times=3)
+        codes = [wait_until_rendered(gateway, alice, code_id, timeout=120) for code_id in ids]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        log.close()
+    assert kills == 3
+    assert [c["status"] for c in codes] == ["ready"] * len(ids)
+    logged = Path(tmp_path / "worker.log").read_text()
+    assert "WorkerLostError" in logged or "exited with 'signal 9" in logged, "no task was running when killed"
+    for code in codes[:3]:
+        assert decode_png(gateway.get(code["images"]["png"], headers=alice.headers).content) == [code["content"]]
+
+
+def _kill_pool_processes(worker_pid: int, times: int) -> int:
+    """SIGKILL a busy pool process `times` times, as the OOM killer would."""
+    parent = psutil.Process(worker_pid)
+    killed = 0
+    deadline = time.monotonic() + 60
+    while killed < times and time.monotonic() < deadline:
+        busy = [p for p in parent.children() if p.cpu_percent(interval=0.1) > 20]
+        if busy:
+            busy[0].send_signal(signal.SIGKILL)
+            killed += 1
+            time.sleep(0.5)  # let the pool replace it
+    return killed
