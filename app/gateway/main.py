@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from app.db import async_sessions, create_gateway_engine
+from app.gateway.docs import install_docs
 from app.gateway.errors import install_error_handlers
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.routers import health, qrcodes, redirect
@@ -55,8 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local assets
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(qrcodes.router)
     app.include_router(redirect.router)

@@ -207,7 +207,11 @@ def test_health_and_docs(gateway):
     create_op = spec["paths"]["/v1/qrcodes"]["post"]
     assert create_op["requestBody"]["content"]["application/json"]["examples"]
     assert "202" in create_op["responses"]
-    assert gateway.get("/docs").status_code == 200
+    docs = gateway.get("/docs")
+    assert docs.status_code == 200
+    # Served from this machine: the page must work without internet access.
+    assert "cdn" not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert gateway.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     metrics = gateway.get("/metrics").text
     assert 'qrflow_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
 
