@@ -78,7 +78,17 @@ def create_sync_engine(settings: Settings) -> Engine:
 def create_gateway_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(settings.async_database_url, connect_args={"timeout": 10})
+        # SQLite has one writer at a time. Many gateway connections would contend in SQLite's busy
+        # handler, which polls with sleeps instead of queueing: under load a writer starved past the
+        # busy timeout and the request failed ("database is locked"). One connection makes requests
+        # wait their turn in order, in the event loop; each holds it only for a few statements.
+        engine = create_async_engine(
+            settings.async_database_url,
+            connect_args={"timeout": 10},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

@@ -4,11 +4,18 @@ Publishing is best effort by design: callers commit their state first, then publ
 publish is logged and counted, never raised. Whatever a failed publish leaves undone is found again
 from the database (e.g. the stale-render republisher). The broker settings bound how long one publish
 may block (socket timeouts and the retry policy in celeryconfig.py).
+
+The gateway does not wait for the broker at all: its answer (202) is the same whether the publish
+works or not, so `publish_later` hands the event to one background thread and returns. The thread runs
+each publish in the context captured when it was queued, so the request id and the trace go along.
 """
 
 from __future__ import annotations
 
-import anyio
+import contextvars
+import queue
+import threading
+
 import structlog
 from celery import Celery
 from prometheus_client import Counter
@@ -23,8 +30,15 @@ EVENTS_PUBLISHED = Counter(
 
 
 class EventPublisher:
+    # Events waiting for the broker; past this (a long broker outage) they are dropped and counted,
+    # and the database-driven republishers pick them up later.
+    BACKLOG = 10_000
+
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
+        self._backlog: queue.Queue[tuple[contextvars.Context, Event] | None] = queue.Queue(self.BACKLOG)
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
 
     def publish(self, event: Event) -> bool:
         try:
@@ -40,6 +54,30 @@ class EventPublisher:
         EVENTS_PUBLISHED.labels(event.task_name, "published").inc()
         return True
 
-    async def publish_async(self, event: Event) -> bool:
-        # kombu is blocking; a worker thread keeps a slow broker from stalling the event loop.
-        return await anyio.to_thread.run_sync(self.publish, event)
+    def publish_later(self, event: Event) -> None:
+        """Queue the event for the background publisher and return at once."""
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._publish_backlog, name="event-publisher", daemon=True)
+                self._thread.start()
+        try:
+            self._backlog.put_nowait((contextvars.copy_context(), event))
+        except queue.Full:
+            EVENTS_PUBLISHED.labels(event.task_name, "dropped").inc()
+            log.warning("event_backlog_full", task=event.task_name, event_id=str(event.event_id))
+
+    def _publish_backlog(self) -> None:
+        while (item := self._backlog.get()) is not None:
+            context, event = item
+            context.run(self.publish, event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what is queued (for up to `timeout` seconds) and stop the background thread."""
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                self._backlog.put(None, timeout=timeout)
+            except queue.Full:
+                return
+            thread.join(timeout)

@@ -44,7 +44,7 @@ async def create_code(
     )
     code.tags = request.tags
     if isinstance(request, CreateURLCode) and request.dynamic:
-        code.link = await links.new_link(session, workspace_id, request.data.url, request.slug)
+        code.link = links.new_link(workspace_id, request.data.url, request.slug)
         code.content = links.short_url(public_base_url, code.link.slug)
     else:
         code.content = request.data.content()
@@ -55,11 +55,11 @@ async def create_code(
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
-        if request.kind == "url" and getattr(request, "slug", None):
-            raise SlugTaken(f"slug {request.slug!r} is already taken", field="slug") from exc
+        if code.link is not None:  # the slugs' unique index is the only constraint a create can break
+            raise SlugTaken(f"slug {code.link.slug!r} is already taken", field="slug") from exc
         raise
     log.info("qrcode_created", code_id=str(code.id), kind=code.kind)
-    await publisher.publish_async(RenderRequested(code_id=code.id))
+    publisher.publish_later(RenderRequested(code_id=code.id))
     return code
 
 

@@ -31,6 +31,7 @@ def gateway_publishing_to(gateway, celery: Celery) -> Iterator[None]:
     try:
         yield
     finally:
+        state.publisher.close()
         state.publisher = original
 
 
@@ -133,9 +134,13 @@ def _kill_pool_processes(worker_pid: int, times: int) -> int:
     killed = 0
     deadline = time.monotonic() + 60
     while killed < times and time.monotonic() < deadline:
-        busy = [p for p in parent.children() if p.cpu_percent(interval=0.1) > 20]
-        if busy:
-            busy[0].send_signal(signal.SIGKILL)
-            killed += 1
-            time.sleep(0.5)  # let the pool replace it
+        for child in parent.children():
+            try:
+                if child.cpu_percent(interval=0.1) > 20:  # busy: drawing a code right now
+                    child.send_signal(signal.SIGKILL)
+                    killed += 1
+                    time.sleep(0.5)  # let the pool replace it
+                    break
+            except psutil.NoSuchProcess:  # the pool replaced it meanwhile
+                continue
     return killed
