@@ -1,7 +1,8 @@
 """One structlog pipeline for the gateway, the workers, Celery's and uvicorn's own loggers.
 
-Context (request_id in the gateway, task_id in workers, trace ids later) is bound with
-structlog.contextvars, so every line logged while handling a request or a task carries it.
+Context (request_id in the gateway, task_id in workers) is bound with structlog.contextvars, and the
+current OpenTelemetry span's trace_id/span_id are added, so every line logged while handling a request
+or a task carries them.
 """
 
 from __future__ import annotations
@@ -10,11 +11,26 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 
 from app.settings import Settings
 
+
+def add_trace_context(_logger: object, _name: str, event_dict: dict) -> dict:
+    """The current span's ids, in the hex form trace backends show, so a log line leads to its trace.
+
+    Logging is synchronous, so the span current when a line is formatted is the one where it was logged.
+    """
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event_dict
+
+
 _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_context,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

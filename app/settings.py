@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,34 @@ class Settings(BaseSettings):
     render_republish_after_seconds: int = Field(120, ge=5)
     render_republish_interval_seconds: float = Field(60.0, gt=0)
     worker_concurrency: int = Field(0, ge=0)  # 0: one process per core
+
+    # Safety (app/gateway/ratelimit.py, idempotency.py, limits.py).
+    # Requests per API key on /v1, a moving window in Redis, e.g. "600/minute"; empty turns it off.
+    # One noisy client must not starve the others; if Redis is down the limiter lets requests through.
+    rate_limit: str = ""
+    # Requests per client IP on /r/{slug}; empty (off) by default, because many scanners can share one
+    # IP (a venue's Wi-Fi, a carrier's NAT) and a refused scan is a printed code that does not work.
+    redirect_rate_limit: str = ""
+    # How long a POST's Idempotency-Key is remembered: clients retry within minutes; a day covers
+    # a retry after an outage without keeping records for ever.
+    idempotency_ttl_seconds: int = Field(86400, ge=60)
+    # Bodies past this are refused (413) before they are read into memory; a create request is < 10 KiB.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # Origins allowed to call the API from a browser, comma-separated ("*" for any); empty: no CORS
+    # headers at all, so browsers on other origins cannot read responses.
+    cors_origins: str = ""
+
+    @field_validator("rate_limit", "redirect_rate_limit")
+    @classmethod
+    def _one_rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from limits import parse_many
+
+            parsed = parse_many(value)  # ValueError names the string it cannot parse
+            if len(parsed) != 1 or parsed[0].amount < 1:
+                raise ValueError(f"expected one limit like '600/minute', got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:

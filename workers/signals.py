@@ -1,10 +1,13 @@
-"""Celery signal handlers: logging through structlog, request ids across the broker, per-process set-up."""
+"""Celery signal handlers: logging through structlog, request ids across the broker, per-process set-up,
+and tracing (app/telemetry.py), set up in the process that runs the tasks.
+"""
 
 from __future__ import annotations
 
 import structlog
 from celery import signals
 
+from app import telemetry
 from app.logging import configure_logging
 from app.settings import get_settings
 from workers import runtime
@@ -21,6 +24,49 @@ def _setup_logging(**_: object) -> None:
 @signals.worker_process_init.connect
 def _fresh_resources_after_fork(**_: object) -> None:
     runtime.forget_inherited_runtime()
+
+
+# Tracing lives in the process that runs tasks. A prefork worker's parent only supervises: setting up the
+# tracer provider there would hand a batch exporter's thread and connections to every forked child, so
+# each pool process sets up its own after the fork (worker_process_init, as the instrumentation's docs
+# say). The solo and threads pools run tasks in the worker's own process: set up in worker_init.
+
+
+def _pool_forks(pool_cls: object) -> bool:
+    from celery.concurrency import ALIASES
+
+    if isinstance(pool_cls, str):
+        return ALIASES.get(pool_cls, pool_cls) == ALIASES["prefork"]
+    from celery.concurrency.prefork import TaskPool
+
+    return isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool)
+
+
+def _start_tracing() -> None:
+    telemetry.configure_tracing("qrflow-worker")
+    telemetry.instrument_celery()
+
+
+@signals.worker_init.connect
+def _tracing_in_the_worker_process(sender: object = None, **_: object) -> None:
+    if _pool_forks(getattr(sender, "pool_cls", "prefork")):
+        telemetry.import_tracing_modules()  # imports only, inherited by every pool process
+    else:
+        _start_tracing()
+
+
+@signals.worker_process_init.connect
+def _tracing_in_each_pool_process(**_: object) -> None:
+    _start_tracing()  # idempotent: the solo pool sends this too, in the worker's own process
+
+
+@signals.worker_process_shutdown.connect
+def _flush_traces_of_the_pool_process(**_: object) -> None:
+    # Pool processes end with os._exit, skipping the SDK's atexit flush: export the last spans first.
+    telemetry.flush_traces()
+
+
+# Beat is not traced: see telemetry.instrument_celery. A periodic task's trace starts in the worker.
 
 
 @signals.before_task_publish.connect

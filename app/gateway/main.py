@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from app import telemetry
 from app.db import async_sessions, create_gateway_engine
 from app.gateway.docs import install_docs
 from app.gateway.errors import install_error_handlers
+from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.routers import health, qrcodes, redirect
 from app.logging import configure_logging
@@ -27,11 +30,16 @@ Authenticate with `Authorization: Bearer <API key>` on everything under `/v1`
 (`qrflow apikey create --workspace NAME` prints one). Codes render in the background:
 `POST /v1/qrcodes` answers `202` with the code in `pending` state, and its images are served once it is `ready`.
 Every error is JSON: `{"code": "...", "message": "...", "errors": [{"field", "type", "message"}]}`.
+Send `Idempotency-Key: <unique string>` with a `POST` to make retrying it safe: the retry gets the first
+response back. When a rate limit is configured, `RateLimit-*` headers say what is left, and `429` comes
+with `Retry-After`.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # Queue depths for /metrics, asked of Redis at scrape time (app/telemetry.py).
+    queue_depth = telemetry.QueueDepthCollector(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,8 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(app.state.publisher.close)
             await app.state.redis.aclose()
             await app.state.engine.dispose()
+            queue_depth.close()
 
     app = FastAPI(
         title="qrflow",
@@ -67,9 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # In a thread: the queue-depth collector asks Redis (short timeouts), which must not block the loop.
+        payload = await anyio.to_thread.run_sync(telemetry.metrics_payload, queue_depth)
+        return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
+    # Body size, rate limits, idempotency keys, CORS, security headers (inside the request context,
+    # so their refusals are logged and counted too).
+    install_safety(app, settings)
     app.add_middleware(RequestContextMiddleware)
+    # Tracing: a span per request (outermost), trace context into published tasks, trace ids in logs.
+    telemetry.instrument_gateway(app)
     return app
 
 
