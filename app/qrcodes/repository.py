@@ -31,9 +31,12 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             created_at, id_ = json.loads(raw)
-            return cls(datetime.fromisoformat(created_at), uuid.UUID(id_))
+            cursor = cls(datetime.fromisoformat(created_at), uuid.UUID(id_))
         except (ValueError, TypeError) as exc:
             raise Invalid("cursor is not one this API returned", field="cursor") from exc
+        if cursor.created_at.tzinfo is None:  # ours always carry UTC; a forged one might not
+            raise Invalid("cursor is not one this API returned", field="cursor")
+        return cursor
 
 
 class QRCodeRepository:

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.links.targets import TargetURL
 from app.qrcodes.content import (
@@ -21,14 +22,39 @@ from app.qrcodes.content import (
 )
 from app.qrcodes.style import Style
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,64}$")]
+SLUG_PATTERN = r"^[A-Za-z0-9_-]{3,64}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 ImageFormat = Literal["png", "svg", "pdf", "eps"]
 IMAGE_FORMATS: tuple[str, ...] = ImageFormat.__args__  # type: ignore[attr-defined]
 
 
-class _CreateCode(BaseModel):
+def _reject_nul(value: Any, loc: tuple[str | int, ...] = ()) -> None:
+    """U+0000 in any string of a request is refused, on every backend alike: PostgreSQL's text and JSON
+    types cannot hold it (the INSERT would fail), and no scanner shows it. Raised as a ValidationError at
+    the string's own location, so the 422 names the field (`data.text`), not the whole body."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            error = PydanticCustomError("string_nul", "NUL characters (U+0000) are not allowed")
+            raise ValidationError.from_exception_data("request", [InitErrorDetails(type=error, loc=loc, input=value)])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, (*loc, index))
+
+
+class _NoNul(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _reject_nul(data)
+        return data
+
+
+class _CreateCode(_NoNul):
     model_config = ConfigDict(extra="forbid")
 
     style: Style = Field(default_factory=Style)
@@ -130,7 +156,7 @@ CREATE_EXAMPLES = {
 }
 
 
-class UpdateCode(BaseModel):
+class UpdateCode(_NoNul):
     model_config = ConfigDict(extra="forbid")
 
     title: Title | None = None

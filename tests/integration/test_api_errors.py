@@ -134,3 +134,72 @@ def test_revoked_key_is_401(gateway, backend, alice):
 def test_unknown_route_is_json_404(gateway):
     response = gateway.get("/v2/nothing")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+# --- found by the OpenAPI contract test (test_openapi_contract.py) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"kind": "text", "data": {"text": "\xff\xfe"}}', "not UTF-8"),
+        (b'{"kind": "text", "data": {"text": "x"}, "style": {"scale": 1' + b"0" * 5000 + b"}}", "too many digits"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+    ids=["invalid-utf8", "5000-digit-number", "deep-nesting"],
+)
+def test_undecodable_json_body_is_422_json_invalid_not_400(gateway, alice, body, message):
+    """FastAPI answered these with a bare 400 (`code: error`), undocumented; they are malformed JSON."""
+    code = created(gateway, alice, {"kind": "text", "data": {"text": "patch me"}})
+    for method, path in (("POST", "/v1/qrcodes"), ("PATCH", f"/v1/qrcodes/{code['id']}")):
+        response = gateway.request(method, path, content=body, headers={**alice.headers, "Content-Type": "application/json"})
+        assert response.status_code == 422, (method, response.text)
+        error = response.json()
+        assert error["code"] == "validation_error" and message in error["message"]
+        assert error["errors"] == [{"field": "body", "type": "json_invalid", "message": error["errors"][0]["message"]}]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "text", "data": {"text": "a\x00b"}}, "data.text"),
+        ({"kind": "wifi", "data": {"ssid": "cafe\x00", "password": "espresso42"}}, "data.ssid"),
+        ({"kind": "vcard", "data": {"name": "Ada", "org": "\x00"}}, "data.org"),
+        ({"kind": "text", "data": {"text": "x"}, "title": "\x00"}, "title"),
+        ({"kind": "text", "data": {"text": "x"}, "tags": ["ok", "n\x00l"]}, "tags.1"),
+    ],
+)
+def test_nul_characters_are_422_on_every_backend(gateway, alice, body, field):
+    """PostgreSQL's text and JSON types cannot hold U+0000: it was a 500 there and stored on SQLite."""
+    before = count_codes(gateway, alice)
+    response = create(gateway, alice, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"field": field, "type": "string_nul", "message": "NUL characters (U+0000) are not allowed"}
+    ]
+    assert count_codes(gateway, alice) == before
+
+
+def test_nul_characters_in_a_patch_are_422(gateway, alice):
+    code = created(gateway, alice, {"kind": "text", "data": {"text": "x"}, "title": "before", "tags": ["a"]})
+    for changes, field in (({"title": "a\x00"}, "title"), ({"tags": ["\x00"]}, "tags.0")):
+        response = gateway.patch(f"/v1/qrcodes/{code['id']}", json=changes, headers=alice.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field
+    assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["title"] == "before"
+
+
+def test_nul_in_the_tag_filter_is_422_and_in_a_slug_404(gateway, alice):
+    response = gateway.get("/v1/qrcodes", params={"tag": "a\x00"}, headers=alice.headers)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "tag"
+    response = gateway.get("/r/abc%00def", follow_redirects=False)
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_a_forged_cursor_with_a_naive_timestamp_is_422(gateway, alice):
+    import base64
+    import json
+
+    token = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", str(uuid.uuid4())]).encode()).decode()
+    response = gateway.get(f"/v1/qrcodes?cursor={token}", headers=alice.headers)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "cursor"

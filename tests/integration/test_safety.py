@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -29,7 +30,6 @@ from app.gateway import ratelimit
 from app.gateway.idempotency import IdempotencyRecord
 from app.gateway.main import create_app
 from app.identity.models import Scope
-from app.messaging import EventPublisher
 from app.redis_server import RedisServer, find_binary, free_port
 from app.settings import Settings
 from tests.conftest import Caller, _issue
@@ -226,49 +226,55 @@ def test_keys_are_scoped_per_api_key(gateway, backend):
     assert stolen.status_code == 401 and a.json()["id"] not in stolen.text
 
 
-class BlockingPublisher(EventPublisher):
-    """Holds the create request in flight (publishing runs in a worker thread) until released."""
-
-    def __init__(self, inner: EventPublisher) -> None:
-        self.inner = inner
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def publish(self, event):  # noqa: ANN001, ANN201
-        self.entered.set()
-        assert self.release.wait(30)
-        return self.inner.publish(event)
-
-
 def test_a_concurrent_duplicate_is_409(backend):
+    """While the first request runs, its retry is told to wait, and a different request is refused."""
     caller = new_caller(backend)
+    app = create_app(settings_for(backend))
+    entered, release, calls = threading.Event(), threading.Event(), []
+
+    @app.post("/v1/slow", status_code=201)
+    async def slow(body: dict) -> dict:
+        calls.append(body)
+        entered.set()
+        await anyio.to_thread.run_sync(release.wait, 30)  # in flight until the test lets go
+        return {"call": len(calls)}
+
     key = str(uuid.uuid4())
-    with client_for(backend) as client:
-        blocking = BlockingPublisher(client.app.state.publisher)
-        client.app.state.publisher = blocking
+    headers = {**caller.headers, "Idempotency-Key": key}
+    with TestClient(app, raise_server_exceptions=False) as client:
         results: dict[str, httpx.Response] = {}
-        first = threading.Thread(target=lambda: results.setdefault("first", post(client, caller, TEXT, key)))
+        first = threading.Thread(target=lambda: results.setdefault("first", client.post("/v1/slow", json={"n": 1}, headers=headers)))
         first.start()
         try:
-            assert blocking.entered.wait(10)
-            duplicate = post(client, caller, TEXT, key)
+            assert entered.wait(10)
+            duplicate = client.post("/v1/slow", json={"n": 1}, headers=headers)
             assert duplicate.status_code == 409
             assert duplicate.json()["code"] == "idempotency_key_in_use"
             assert duplicate.headers["retry-after"] == "1"
-            different = post(client, caller, {**TEXT, "title": "other"}, key)
-            assert different.status_code == 422
+            assert client.post("/v1/slow", json={"n": 2}, headers=headers).status_code == 422
         finally:
-            blocking.release.set()
+            release.set()
             first.join(30)
-        assert results["first"].status_code == 202
-        replay = post(client, caller, TEXT, key)
-        assert replay.status_code == 202 and replay.json()["id"] == results["first"].json()["id"]
-        assert codes_in(client, caller) == [results["first"].json()["id"]]
+        assert results["first"].status_code == 201
+        replay = client.post("/v1/slow", json={"n": 1}, headers=headers)
+        assert replay.status_code == 201 and replay.json() == {"call": 1}
+        assert replay.headers["idempotent-replayed"] == "true"
+    assert calls == [{"n": 1}]
 
 
-def test_4xx_is_stored_and_5xx_is_not(backend):
+def test_4xx_is_stored_and_an_exception_is_not(backend):
     caller = new_caller(backend)
-    with client_for(backend) as client:
+    app = create_app(settings_for(backend))
+    calls = []
+
+    @app.post("/v1/explodes-once", status_code=201)
+    async def explodes_once() -> dict:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the first attempt broke")
+        return {"attempt": len(calls)}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
         invalid_key = str(uuid.uuid4())
         invalid = post(client, caller, {"kind": "text", "data": {}}, invalid_key)
         assert invalid.status_code == 422 and invalid.json()["code"] == "validation_error"
@@ -276,19 +282,12 @@ def test_4xx_is_stored_and_5xx_is_not(backend):
         assert replayed.status_code == 422 and replayed.json() == invalid.json()
         assert replayed.headers["idempotent-replayed"] == "true"
 
-        class Broken(EventPublisher):
-            async def publish_async(self, event):  # noqa: ANN001, ANN201
-                raise RuntimeError("the broker client broke")
-
-        working = client.app.state.publisher
-        client.app.state.publisher = Broken(None)
-        key = str(uuid.uuid4())
-        failed = post(client, caller, TEXT, key)
-        assert failed.status_code == 500
-        client.app.state.publisher = working
-        retried = post(client, caller, TEXT, key)
-        assert retried.status_code == 202 and "idempotent-replayed" not in retried.headers
-        assert post(client, caller, TEXT, key).json()["id"] == retried.json()["id"]
+        headers = {**caller.headers, "Idempotency-Key": str(uuid.uuid4())}
+        assert client.post("/v1/explodes-once", headers=headers).status_code == 500
+        retried = client.post("/v1/explodes-once", headers=headers)
+        assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+        assert client.post("/v1/explodes-once", headers=headers).json() == {"attempt": 2}
+    assert len(calls) == 2
 
 
 def test_a_5xx_response_is_not_stored(backend):

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
 _CHECK_TIMEOUT = 2.0
 
 
-@router.get("/healthz", summary="The process is alive")
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str = Field(description="`ok`, or `unavailable: <error type>`")
+    broker: str = Field(description="`ok`, or `unavailable: <error type>`")
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the broker are reachable (503 names what is not)")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: the body names what is unavailable"}},
+    summary="The database and the broker are reachable (503 names what is not)",
+)
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
 

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from app.errors import Invalid, NotFound
 from app.gateway.deps import PublisherDep, Reader, SessionDep, SettingsDep, StoreDep, Writer
+from app.gateway.errors import ErrorBody, error_responses
 from app.gateway.images import MEDIA_TYPES, rescale_png
 from app.qrcodes import service
 from app.qrcodes.content import Kind
@@ -19,10 +20,20 @@ from app.qrcodes.views import code_out
 
 router = APIRouter(prefix="/v1/qrcodes", tags=["qrcodes"])
 
-_ERRORS = {
-    401: {"description": "Missing or invalid API key"},
-    404: {"description": "No such code in this workspace"},
-    422: {"description": "Invalid input; the body names each bad field"},
+# Every route: 401 (authentication), 422 (parameters or body), 429 (the rate limit, when one is set).
+# Reads never see 403: every key may read. 413 wherever a body is read.
+_READ = (401, 422, 429)
+_WRITE = (401, 403, 422, 429)
+_LOCATION = {"Location": {"description": "The new code's URL", "required": True, "schema": {"type": "string"}}}
+_IMAGE_HEADERS = {
+    "ETag": {"description": "The image's digest (and scale)", "required": True, "schema": {"type": "string"}},
+    "Cache-Control": {"description": "Images never change: immutable", "required": True, "schema": {"type": "string"}},
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait while the code is still rendering (absent when rendering failed)",
+        "schema": {"type": "integer"},
+    }
 }
 
 
@@ -30,7 +41,16 @@ _ERRORS = {
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CodeOut,
-    responses={**_ERRORS, 409: {"description": "Slug taken"}},
+    responses={
+        202: {"description": "Accepted: the code is stored, pending; a worker renders it", "headers": _LOCATION},
+        **error_responses(
+            *_WRITE, 409, 413,
+            _409="The slug is taken (`slug_taken`), or a request with the same Idempotency-Key is still being "
+            "processed (`idempotency_key_in_use`, with Retry-After)",
+            _422="Invalid input (`errors` names each bad field), or content too long for a QR code "
+            "(`payload_too_long`)",
+        ),
+    },
     summary="Create a QR code; it renders in the background",
 )
 async def create_code(
@@ -48,23 +68,28 @@ async def create_code(
     return code_out(code, settings.public_base_url)
 
 
-@router.get("", response_model=CodePage, responses=_ERRORS, summary="List codes, newest first")
+@router.get("", response_model=CodePage, responses=error_responses(*_READ), summary="List codes, newest first")
 async def list_codes(
     principal: Reader,
     session: SessionDep,
     settings: SettingsDep,
-    cursor: str | None = None,
+    # The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded
+    # at any length (base64, then JSON).
+    cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    tag: str | None = None,
+    tag: Annotated[str | None, Query(description="Only codes with this tag")] = None,
     kind: Kind | None = None,
 ) -> CodePage:
+    if tag is not None and "\x00" in tag:
+        # No tag holds one (they are refused at creation), and PostgreSQL could not even compare it.
+        raise Invalid("NUL characters (U+0000) are not allowed", field="tag")
     codes, next_cursor = await service.list_codes(
         session, principal.workspace_id, limit=limit, cursor=cursor, tag=tag, kind=kind
     )
     return CodePage(items=[code_out(c, settings.public_base_url) for c in codes], next_cursor=next_cursor)
 
 
-@router.get("/{code_id}", response_model=CodeOut, responses=_ERRORS, summary="Get a code")
+@router.get("/{code_id}", response_model=CodeOut, responses=error_responses(*_READ, 404), summary="Get a code")
 async def get_code(code_id: uuid.UUID, principal: Reader, session: SessionDep, settings: SettingsDep) -> CodeOut:
     code = await service.get_code(session, principal.workspace_id, code_id)
     return code_out(code, settings.public_base_url)
@@ -73,7 +98,7 @@ async def get_code(code_id: uuid.UUID, principal: Reader, session: SessionDep, s
 @router.patch(
     "/{code_id}",
     response_model=CodeOut,
-    responses=_ERRORS,
+    responses=error_responses(*_WRITE, 404, 413),
     summary="Change title, tags, or a dynamic code's target (the image stays the same)",
 )
 async def update_code(
@@ -84,7 +109,10 @@ async def update_code(
 
 
 @router.delete(
-    "/{code_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS, summary="Delete a code"
+    "/{code_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {"description": "Deleted; its short link now answers 410"}, **error_responses(*_WRITE, 404)},
+    summary="Delete a code",
 )
 async def delete_code(code_id: uuid.UUID, principal: Writer, session: SessionDep, store: StoreDep) -> None:
     await service.delete_code(session, store, principal.workspace_id, code_id)
@@ -93,10 +121,18 @@ async def delete_code(code_id: uuid.UUID, principal: Writer, session: SessionDep
 @router.get(
     "/{code_id}/image.{fmt}",
     responses={
-        **_ERRORS,
-        200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "The image"},
-        304: {"description": "Not modified (If-None-Match)"},
-        409: {"description": "Still rendering (see Retry-After) or rendering failed"},
+        200: {
+            "description": "The image, in the format the path names",
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in MEDIA_TYPES.values()},
+            "headers": _IMAGE_HEADERS,
+        },
+        304: {"description": "Not modified (If-None-Match matched the ETag)", "headers": _IMAGE_HEADERS},
+        **error_responses(*_READ, 404),
+        409: {
+            "model": ErrorBody,
+            "description": "Not ready: still rendering (`not_ready`, with Retry-After), or rendering failed",
+            "headers": _RETRY_AFTER,
+        },
     },
     response_class=Response,
     summary="Download a code's image",
