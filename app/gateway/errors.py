@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from app.errors import DomainError
 from app.qrcodes.content import KINDS
@@ -166,6 +167,25 @@ def _undecodable_message(cause: BaseException) -> str:
     if "digits" in str(cause):
         return "the body is not valid JSON: a number in it has too many digits"
     return "the body is not valid JSON"
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    """An error answered from pure ASGI middleware, before FastAPI's handlers could see the request."""
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.gateway.errors import error_body
+from app.gateway.errors import send_error
 from app.gateway.idempotency import IdempotencyMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
 from app.settings import Settings
@@ -130,22 +129,10 @@ class BodySizeLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body("too_large", f"the request body is larger than {self.max_bytes} bytes")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # The rest of the body is never read: the connection cannot carry another request.
-                    (b"connection", b"close"),
-                ],
-            }
+        # The rest of the body is never read: the connection cannot carry another request.
+        await send_error(
+            send, 413, "too_large", f"the request body is larger than {self.max_bytes} bytes", [(b"connection", b"close")]
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 # --- security headers ------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ and Redis is not tried again for REDIS_RETRY_SECONDS, so an outage does not add 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.gateway.errors import error_body
+from app.gateway.errors import send_error
 from app.identity.service import KEY_PREFIX
 from app.settings import Settings
 
@@ -190,21 +189,5 @@ class RateLimitMiddleware:
 async def _refuse(send: Send, rule: _Rule, headers: list[tuple[bytes, bytes]]) -> None:
     who = "API key" if rule.name == "api" else "client address"
     retry_after = dict(headers)[b"retry-after"].decode()
-    body = json.dumps(
-        error_body(
-            "rate_limited",
-            f"too many requests: this {who} is limited to {rule.item}; retry in {retry_after} s",
-        )
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    message = f"too many requests: this {who} is limited to {rule.item}; retry in {retry_after} s"
+    await send_error(send, 429, "rate_limited", message, headers)

@@ -35,6 +35,22 @@ def gateway_publishing_to(gateway, celery: Celery) -> Iterator[None]:
         state.publisher = original
 
 
+def isolated_broker(backend, redis_url: str, db: int) -> tuple[Celery, dict[str, str]]:
+    """A broker database the in-process test worker does not read, and the environment for a
+    `qrflow worker` subprocess on it and on the backend's database."""
+    broker_url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    celery = celery_on(broker_url)
+    celery.control.purge()
+    env = {
+        **os.environ,
+        "QRFLOW_REDIS_URL": broker_url,
+        "QRFLOW_DATABASE_URL": backend.settings.database_url,
+        "QRFLOW_DATA_DIR": str(backend.settings.data_dir),
+        "QRFLOW_LOG_FORMAT": "json",
+    }
+    return celery, env
+
+
 def celery_on(broker_url: str) -> Celery:
     """The real configuration, on another broker."""
     app = Celery("qrflow-fault-test")
@@ -95,16 +111,7 @@ def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, ba
 @pytest.mark.e2e
 def test_worker_processes_killed_mid_render_lose_no_code(gateway, alice, backend, redis_url, tmp_path):
     """acks_late + reject_on_worker_lost: a SIGKILLed pool process's task goes back to the queue."""
-    isolated = redis_url.rsplit("/", 1)[0] + "/7"  # a broker database the in-process worker does not read
-    celery = celery_on(isolated)
-    celery.control.purge()
-    env = {
-        **os.environ,
-        "QRFLOW_REDIS_URL": isolated,
-        "QRFLOW_DATABASE_URL": backend.settings.database_url,
-        "QRFLOW_DATA_DIR": str(backend.settings.data_dir),
-        "QRFLOW_LOG_FORMAT": "json",
-    }
+    celery, env = isolated_broker(backend, redis_url, db=7)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", "-Q", "qr", "-c", "2"], env=env, stdout=log, stderr=log

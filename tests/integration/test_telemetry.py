@@ -37,7 +37,7 @@ from app.logging import configure_logging
 from app.redis_server import free_port
 from app.settings import Settings
 from tests.conftest import wait_until_rendered
-from tests.integration.test_faults import celery_on, gateway_publishing_to
+from tests.integration.test_faults import celery_on, gateway_publishing_to, isolated_broker
 from tests.integration.test_qrcodes_api import created
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,15 +200,8 @@ def test_a_prefork_worker_process_exports_its_task_span_into_the_request_trace(
 ):
     """A real `qrflow worker` (prefork): tracing is set up in the pool process, after the fork, and the
     exporter is the one OTEL_TRACES_EXPORTER names; its log lines carry the trace id."""
-    isolated = redis_url.rsplit("/", 1)[0] + "/8"  # a broker database the in-process worker does not read
-    celery = celery_on(isolated)
-    celery.control.purge()
-    env = {
-        **os.environ,
-        "QRFLOW_REDIS_URL": isolated,
-        "QRFLOW_DATABASE_URL": backend.settings.database_url,
-        "QRFLOW_DATA_DIR": str(backend.settings.data_dir),
-        "QRFLOW_LOG_FORMAT": "json",
+    celery, env = isolated_broker(backend, redis_url, db=8)
+    env |= {
         "QRFLOW_LOG_LEVEL": "INFO",
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
