@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.models import Scope
@@ -39,9 +40,16 @@ PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Declares the scheme in the OpenAPI document (so /docs has an Authorize button); the checks and their
+# messages are ours, hence auto_error=False.
+_BEARER = HTTPBearer(auto_error=False, description="An API key: `qrflow apikey create --workspace NAME`")
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:

@@ -207,6 +207,10 @@ def test_health_and_docs(gateway):
     create_op = spec["paths"]["/v1/qrcodes"]["post"]
     assert create_op["requestBody"]["content"]["application/json"]["examples"]
     assert "202" in create_op["responses"]
+    # /docs can authorise with an API key: every /v1 operation declares the bearer scheme.
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    v1_operations = [op for path, ops in spec["paths"].items() if path.startswith("/v1") for op in ops.values()]
+    assert v1_operations and all(op.get("security") == [{"HTTPBearer": []}] for op in v1_operations)
     docs = gateway.get("/docs")
     assert docs.status_code == 200
     # Served from this machine: the page must work without internet access.
