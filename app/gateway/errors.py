@@ -170,10 +170,15 @@ def _undecodable_message(cause: BaseException) -> str:
 
 
 async def send_error(
-    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] = (),
+    errors: list[dict[str, Any]] | None = None,
 ) -> None:
     """An error answered from pure ASGI middleware, before FastAPI's handlers could see the request."""
-    body = json.dumps(error_body(code, message)).encode()
+    body = json.dumps(error_body(code, message, errors)).encode()
     await send(
         {
             "type": "http.response.start",

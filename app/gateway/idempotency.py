@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import Base, UTCDateTime, new_id, utcnow
-from app.gateway.errors import error_body
+from app.gateway.errors import send_error
 from app.gateway.ratelimit import api_key_identity
 from app.identity.service import authenticate
 from app.settings import Settings
@@ -105,7 +105,7 @@ class IdempotencyMiddleware:
         if not _VALID_KEY.match(key):
             message = "1 to 255 printable ASCII characters (a UUID is a good choice)"
             errors = [{"field": "Idempotency-Key", "type": "value_error", "message": message}]
-            await _json(send, 422, error_body("validation_error", f"Idempotency-Key: {message}", errors))
+            await send_error(send, 422, "validation_error", f"Idempotency-Key: {message}", errors=errors)
             return
 
         body = await _read_body(receive)
@@ -191,24 +191,20 @@ class IdempotencyMiddleware:
 
     async def _answer_taken(self, send: Send, existing: IdempotencyRecord | None, fingerprint: str) -> None:
         if existing is not None and existing.fingerprint != fingerprint:
-            await _json(
+            await send_error(
                 send,
                 422,
-                error_body(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used for a different request (method, path or body); "
-                    "send a new key with a new request",
-                ),
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request (method, path or body); "
+                "send a new key with a new request",
             )
             return
         if existing is None or existing.status_code is None:
-            await _json(
+            await send_error(
                 send,
                 409,
-                error_body(
-                    "idempotency_key_in_use",
-                    "a request with this Idempotency-Key is still being processed; retry once it has finished",
-                ),
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being processed; retry once it has finished",
                 headers=[(b"retry-after", b"1")],
             )
             return
@@ -303,19 +299,3 @@ def _fingerprint(scope: Scope, body: bytes) -> str:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
-
-
-async def _json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
