@@ -1,0 +1,228 @@
+"""Scan ingestion under full redirect load: how far storing scans lags behind answering them.
+
+    .venv/bin/python bench/ingest.py [--duration SECONDS] [--connections N]
+
+A real platform (its own Redis, `qrflow api` on SQLite, `qrflow worker -Q scans -c 1` as `qrflow up` runs
+it); one dynamic code; after a 2 s warm-up whose scans are stored first, `wrk -t1 -c{N} -d{S}s` drives
+GET /r/{slug} at full speed (with a phone's User-Agent) while this script samples, every 0.5 s:
+  answered  the gateway's /metrics qrflow_http_requests_total{method="GET",route="/r/{slug}",status="302"}
+  stored    SELECT count(*) FROM scans (read-only SQLite connection)
+  where the backlog waits: qrflow_scan_spool_depth (gateway's spool), qrflow_queue_depth{queue="scans"}
+Each sample's time is the middle of its query. Lag of a sample = now - the moment the answered counter
+had the value the stored counter has now (answered interpolated linearly between its samples). After wrk
+it keeps sampling until stored == answered (the backlog drained) or 60 s passed.
+Goals (the issue): largest lag <= 2 s, and stored == answered exactly at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python bench/ingest.py` puts bench/, not the project, on sys.path
+
+from bench.common import (  # noqa: E402
+    console,
+    cpu_seconds,
+    create_dynamic_code,
+    load_average,
+    metric,
+    parse_wrk,
+    pass_miss,
+    platform_running,
+    require_wrk,
+    run_wrk,
+    temp_dir,
+    wrk_command,
+    wrk_script,
+)
+
+RESULTS = ROOT / "bench" / "results" / "ingest.json"
+WARMUP_SECONDS = 2
+INTERVAL = 0.5
+DRAIN_TIMEOUT = 60.0
+GOAL_LAG_SECONDS = 2.0
+
+
+@dataclass
+class Sample:
+    t_answered: float  # seconds since wrk started
+    answered: int
+    t_stored: float
+    stored: int
+    spool_depth: int
+    queue_depth: int
+    lag: float = 0.0
+
+
+class Sampler:
+    def __init__(self, base: str, db: Path) -> None:
+        self.client = httpx.Client(base_url=base, timeout=10)
+        # Read-only, so the benchmark never takes SQLite's write lock away from the worker.
+        self.db = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        self.origin = time.monotonic()
+
+    def stored(self) -> tuple[float, int]:
+        started = time.monotonic()
+        (count,) = self.db.execute("SELECT count(*) FROM scans").fetchone()
+        return (started + time.monotonic()) / 2 - self.origin, count
+
+    def metrics(self) -> tuple[float, dict[str, int]]:
+        started = time.monotonic()
+        payload = self.client.get("/metrics").text
+        at = (started + time.monotonic()) / 2 - self.origin
+        return at, {
+            "answered": int(metric(payload, "qrflow_http_requests_total", method="GET", route="/r/{slug}", status="302") or 0),
+            "spool_depth": int(metric(payload, "qrflow_scan_spool_depth") or 0),
+            "queue_depth": int(metric(payload, "qrflow_queue_depth", queue="scans") or 0),
+        }
+
+    def sample(self) -> Sample:
+        t_answered, m = self.metrics()
+        t_stored, stored = self.stored()
+        return Sample(t_answered, m["answered"], t_stored, stored, m["spool_depth"], m["queue_depth"])
+
+
+def lags(samples: list[Sample], start: Sample) -> None:
+    """Fill each sample's lag: how long ago the answered counter had the value the stored counter has now,
+    i.e. about how long the oldest scan not yet stored has waited."""
+    points = [(start.t_answered, start.answered)] + [(s.t_answered, s.answered) for s in samples]
+    for s in samples:
+        for (t0, a0), (t1, a1) in zip(points, points[1:]):
+            if a1 >= s.stored:  # the first stretch in which the answered counter passed `stored`
+                when = t0 + (s.stored - a0) / (a1 - a0) * (t1 - t0) if a1 > a0 else t0
+                s.lag = max(0.0, s.t_stored - when)
+                break
+
+
+def run(base: str, db: Path, url: str, seconds: int, connections: int, script: Path, pids: dict[str, int]) -> dict[str, Any]:
+    sampler = Sampler(base, db)
+    run_wrk(url, WARMUP_SECONDS, connections, script)
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while (start := sampler.sample()).stored < start.answered and time.monotonic() < deadline:
+        time.sleep(0.2)  # the warm-up's scans stored: the measured run starts with no backlog
+    cpu0 = cpu_seconds(pids)
+    wrk = subprocess.Popen(wrk_command(url, seconds, connections, script), stdout=subprocess.PIPE, text=True)
+    sampler.origin = time.monotonic()
+    start.t_answered = start.t_stored = 0.0
+    samples: list[Sample] = []
+    wrk_done_at = drained_at = None
+    while True:
+        tick = time.monotonic()
+        samples.append(sampler.sample())
+        if wrk_done_at is None and wrk.poll() is not None:
+            wrk_done_at, cpu1 = tick - sampler.origin, cpu_seconds(pids)
+            samples.append(sampler.sample())  # the final answered count: wrk is done, the gateway too
+        if wrk_done_at is not None:
+            last = samples[-1]
+            if last.stored >= last.answered:
+                drained_at = last.t_stored
+                break
+            if tick - sampler.origin > wrk_done_at + DRAIN_TIMEOUT:
+                break
+        time.sleep(max(0.0, INTERVAL - (time.monotonic() - tick)))
+    cpu2 = cpu_seconds(pids)
+    result = parse_wrk(wrk.communicate()[0])
+    sampler.db.close()
+    sampler.client.close()
+    lags(samples, start)
+    at_wrk_end = max((s for s in samples if s.t_stored <= wrk_done_at), key=lambda s: s.t_stored, default=start)
+    final = samples[-1]
+    answered, stored = final.answered - start.answered, final.stored - start.stored
+    cpu = {role: round((cpu1[role] - cpu0.get(role, 0.0)) / wrk_done_at, 2) for role in cpu1}
+    # From wrk's start until drained, every process did the work of exactly the `answered` scans.
+    per_scan = {role: round((cpu2[role] - cpu0.get(role, 0.0)) / max(answered, 1) * 1e6) for role in cpu2}
+    return {
+        "wrk": result,
+        "redirects_per_s": result["requests_per_s"],
+        "answered": answered,
+        "stored": stored,
+        "stored_per_s_during_wrk": (at_wrk_end.stored - start.stored) / at_wrk_end.t_stored if at_wrk_end.t_stored else 0.0,
+        "stored_per_s_overall": stored / drained_at if drained_at else None,
+        "wrk_seconds": wrk_done_at,
+        "drained_seconds_after_wrk": drained_at - wrk_done_at if drained_at else None,
+        "largest_lag_s": max((s.lag for s in samples), default=0.0),
+        "max_spool_depth": max(s.spool_depth for s in samples),
+        "max_queue_depth": max(s.queue_depth for s in samples),
+        "cores_busy_during_wrk": cpu,
+        "cpu_us_per_scan": per_scan,
+        "exact": answered == stored and drained_at is not None,
+        "samples": [asdict(s) for s in samples],
+    }
+
+
+def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
+    table = Table(title=f"Scans under full redirect load: wrk -t1 -c{context['connections']}, samples every {INTERVAL} s")
+    for column in ("t s", "answered", "stored", "behind", "lag s", "in spool", "in queue"):
+        table.add_column(column, justify="right")
+    samples = r["samples"]
+    step = max(1, len(samples) // 24)  # about two dozen rows, and always the last
+    for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
+        table.add_row(f"{s['t_stored']:.1f}", f"{s['answered']:,}", f"{s['stored']:,}", f"{s['answered'] - s['stored']:,}",
+                      f"{s['lag']:.2f}", f"{s['spool_depth']:,}", f"{s['queue_depth']:,}")
+    console.print(table)
+    w = r["wrk"]
+    console.print(f"redirects: {r['redirects_per_s']:,.0f}/s for {r['wrk_seconds']:.1f} s (p50 {w['p50_ms']:.1f} ms, "
+                  f"p99 {w['p99_ms']:.1f} ms, errors: {w['status_errors']} status, {w['timeouts']} timeouts)")
+    overall = f"{r['stored_per_s_overall']:,.0f}/s" if r["stored_per_s_overall"] else "n/a (never drained)"
+    console.print(f"stored: {r['stored_per_s_during_wrk']:,.0f}/s while wrk ran ({r['stored_per_s_during_wrk'] / r['redirects_per_s']:.2f} "
+                  f"of the redirect rate: below 1.00 the backlog, and the lag, grow for as long as the load lasts); "
+                  f"{overall} from wrk's start until the last was stored")
+    drained = r["drained_seconds_after_wrk"]
+    console.print(f"backlog drained {drained:.1f} s after wrk ended" if drained is not None else
+                  f"[red]backlog NOT drained {DRAIN_TIMEOUT:.0f} s after wrk ended[/red]")
+    console.print(f"largest backlog: {r['max_spool_depth']:,} scans in the gateway's spool, {r['max_queue_depth']:,} "
+                  "messages (batches of scans) waiting in the scans queue, besides those the worker had prefetched")
+    console.print(f"cores busy while wrk ran: {r['cores_busy_during_wrk']} ({context['cores']} cores in all)")
+    console.print(f"CPU µs per scan, wrk's start to drained: {r['cpu_us_per_scan']}")
+    context["load_average_after"] = load_average()
+    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
+                  "(anything else running on this machine skews every figure)")
+    console.print(f"goal: largest lag <= {GOAL_LAG_SECONDS:.0f} s -> {r['largest_lag_s']:.2f} s "
+                  f"{pass_miss(r['largest_lag_s'] <= GOAL_LAG_SECONDS)}")
+    console.print(f"goal: stored == answered at the end -> {r['stored']:,} stored of {r['answered']:,} answered "
+                  f"{pass_miss(r['exact'])}")
+    return {
+        "context": context | {"finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        "goals": {"lag": r["largest_lag_s"] <= GOAL_LAG_SECONDS, "exact": r["exact"]},
+        **r,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=30, help="seconds of full-speed redirects (default 30)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
+    require_wrk()
+    context: dict[str, Any] = {
+        "cores": os.cpu_count(), "duration": args.duration, "connections": args.connections,
+        "load_average_before": load_average(),
+    }
+    console.print(f"ingest benchmark: wrk -t1 -c{args.connections} -d{args.duration}s against the gateway, "
+                  f"worker -Q scans -c 1; {context['cores']} cores")
+    with temp_dir("qrflow-bench-ingest-") as tmp, platform_running(tmp, ["-Q", "scans", "-c", "1"]) as (base, key, db, pids):
+        code = create_dynamic_code(base, key)
+        results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, wrk_script(tmp),
+                      pids | {"bench": os.getpid()})
+    results = report(context, results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

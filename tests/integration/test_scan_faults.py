@@ -1,0 +1,207 @@
+"""No answered scan is lost or counted twice, whatever fails. Each test injects a real fault into real
+processes: `qrflow api` and `qrflow worker` subprocesses on a redis-server of the test's own, which the
+test stops; a gateway or a worker pool process SIGKILLed; a database the worker cannot reach."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from celery import signals
+from sqlalchemy import func, select
+
+from app.db import create_sync_engine
+from app.redis_server import RedisServer, find_binary, free_port
+from app.scans.models import Scan
+from tests.integration.test_faults import _kill_pool_processes
+from tests.integration.test_redirect import IPHONE, dynamic_code, scan, wait_for_scans
+
+
+class Platform:
+    """A broker of its own, and gateway and worker processes on it and on the backend's database."""
+
+    def __init__(self, backend, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.broker = RedisServer(find_binary()[0], free_port(), tmp_path / "redis").start()
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "QRFLOW_REDIS_URL": self.broker.url,
+            "QRFLOW_DATABASE_URL": backend.settings.database_url,
+            "QRFLOW_DATA_DIR": str(tmp_path / "data"),
+            "QRFLOW_API_PORT": str(self.port),
+            "QRFLOW_LOG_FORMAT": "json",
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.engine = create_sync_engine(backend.settings)
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"{args[0]}-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args], env={**self.env, **env}, stdout=log, stderr=log
+        )
+        self.processes.append(process)
+        return process
+
+    def start_gateway(self, **env: str) -> subprocess.Popen[bytes]:
+        process = self.start("api", **env)
+        deadline = time.monotonic() + 30
+        while not self._answers(f"{self.url}/healthz"):
+            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.1)
+        return process
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self.start("worker", "-Q", "scans", "-c", "1")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def stored(self, link_slug: str) -> tuple[int, int]:
+        """(rows, distinct event ids) stored for a link."""
+        from app.links.models import Link
+
+        with self.engine.connect() as connection:
+            rows, distinct = connection.execute(
+                select(func.count(), func.count(func.distinct(Scan.event_id)))
+                .join(Link, Link.id == Scan.link_id)
+                .where(Link.slug == link_slug)
+            ).one()
+        return rows, distinct
+
+    def wait_stored(self, slug: str, expected: int, timeout: float = 60) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout
+        while self.stored(slug)[0] < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # and not one more after a while
+        return self.stored(slug)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.broker.stop()
+        self.engine.dispose()
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.fixture
+def platform(backend, tmp_path) -> Iterator[Platform]:
+    platform = Platform(backend, tmp_path)
+    yield platform
+    platform.stop()
+
+
+def test_broker_down_redirects_keep_answering_and_scans_arrive_when_it_is_back(platform, alice):
+    platform.start_gateway()
+    platform.start_worker()
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        for _ in range(20):
+            assert scan(client, code["slug"]).status_code == 302
+        assert platform.wait_stored(code["slug"], 20) == (20, 20)
+
+        platform.broker.stop()
+        for _ in range(200):
+            assert scan(client, code["slug"]).status_code == 302
+        assert _metric(client, "qrflow_scan_spool_depth") == 200
+        deadline = time.monotonic() + 30
+        while _metric(client, "qrflow_scan_publish_failures_total") < 1:
+            assert time.monotonic() < deadline, "the flusher never noticed the broker was gone"
+            time.sleep(0.2)
+
+        platform.broker.start()
+        assert platform.wait_stored(code["slug"], 220) == (220, 220)
+        assert wait_for_scans(client, alice, code["id"], 220)["scans_total"] == 220
+        assert _metric(client, "qrflow_scan_spool_depth") == 0
+
+
+def test_a_gateway_killed_after_answering_loses_no_scan(platform, alice):
+    # Scans wait in the spool for up to 10 s: the kill finds them there.
+    first = platform.start_gateway(QRFLOW_SCAN_FLUSH_INTERVAL_MS="10000")
+    platform.start_worker()
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        for _ in range(50):
+            assert scan(client, code["slug"]).status_code == 302
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    spooled = b"".join(p.read_bytes() for p in (platform.tmp_path / "data" / "spool").glob("*/seg-*.jsonl"))
+    assert spooled.count(b"\n") == 50
+    assert platform.stored(code["slug"]) == (0, 0)
+
+    platform.start_gateway()  # adopts the dead process's spool
+    assert platform.wait_stored(code["slug"], 50) == (50, 50)
+
+
+def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alice):
+    platform.start_gateway(QRFLOW_SCAN_FLUSH_INTERVAL_MS="10000", QRFLOW_SCAN_BATCH_MAX_EVENTS="2000")
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        # Distinct user agents: each is parsed afresh, so a batch of 2000 keeps the worker busy.
+        for n in range(6000):
+            response = client.get(f"/r/{code['slug']}", headers={"user-agent": f"{IPHONE} Build/{uuid.uuid4()}"})
+            assert response.status_code == 302, n
+    worker = platform.start_worker()
+    kills = _kill_pool_processes(worker.pid, times=1)
+    assert kills == 1
+    assert platform.wait_stored(code["slug"], 6000, timeout=120) == (6000, 6000)
+    logged = b"".join(p.read_bytes() for p in platform.tmp_path.glob("worker-*.log")).decode()
+    assert "WorkerLostError" in logged or "exited with 'signal 9" in logged, "no batch was running when killed"
+
+
+def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
+    from app.settings import Settings
+    from workers.runtime import build_runtime, use_runtime
+
+    retries = []
+    on_retry = lambda **kw: retries.append(kw)  # noqa: E731
+    signals.task_retry.connect(on_retry, weak=False)
+    dead = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
+        data_dir=backend.settings.data_dir,
+        redis_url=backend.settings.redis_url,
+    )
+    code = dynamic_code(gateway, alice)
+    use_runtime(build_runtime(dead))
+    try:
+        for _ in range(5):
+            assert scan(gateway, code["slug"]).status_code == 302
+        deadline = time.monotonic() + 20
+        while not any(r["request"].task == "scans.record" for r in retries):
+            assert time.monotonic() < deadline, "the task never retried"
+            time.sleep(0.1)
+    finally:
+        use_runtime(build_runtime(backend.settings))
+        signals.task_retry.disconnect(on_retry)
+    assert wait_for_scans(gateway, alice, code["id"], 5, timeout=60)["scans_total"] == 5
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")

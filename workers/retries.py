@@ -1,0 +1,15 @@
+"""How tasks wait out faults."""
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+# The database being away is a fault to wait out, not a failed task: retry with capped exponential
+# backoff for about an hour. Each retry is a new message, published before this one is acknowledged,
+# so nothing is lost if the worker dies meanwhile.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+retry_on_database_down = {
+    "autoretry_for": DATABASE_DOWN,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 40,
+}
