@@ -1,0 +1,34 @@
+"""Tasks of batches: each deserialises its event and calls one service function."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.qrcodes.batches import jobs
+from app.qrcodes.batches.events import BatchChunkRequested
+from workers.celery_app import celery_app
+from workers.retries import retry_on_database_down
+from workers.runtime import runtime
+
+# A chunk hands its remaining codes on after this share of the soft time limit (celeryconfig.py): the
+# limit is for a stuck task, and must never cut short a chunk that is merely long.
+_BUDGET_SHARE = 0.5
+
+
+@celery_app.task(name=BatchChunkRequested.task_name, **retry_on_database_down)
+def render_batch(event: dict) -> dict[str, int]:
+    chunk = BatchChunkRequested.model_validate(event)
+    resources = runtime()
+    budget = (celery_app.conf.task_soft_time_limit or 60) * _BUDGET_SHARE
+    return jobs.render_chunk(resources.sessions, resources.store, resources.publisher, chunk, budget)
+
+
+@celery_app.task(name="qrcodes.republish_stale_batch_renders", **retry_on_database_down)
+def republish_stale_batch_renders() -> int:
+    resources = runtime()
+    return jobs.republish_stale_batch_renders(
+        resources.sessions,
+        resources.publisher,
+        older_than=timedelta(seconds=resources.settings.render_republish_after_seconds),
+        chunk_size=resources.settings.batch_chunk_size,
+    )
