@@ -1,0 +1,82 @@
+"""Buckets shaped for reading, and the rollup's own state.
+
+A bucket counts one short link's scans in one UTC hour (analytics_hourly) or UTC day (analytics_daily), for
+one dimension value: dimension `all` (value '') is every scan; `device`, `os`, `browser`, `country` and
+`referrer` (the referrer's host) split them by that value, '' standing for unknown. Each holds
+- scans: non-bot scans; bots: bot scans (stored, never counted as scans);
+- visitors: distinct non-bot visitor hashes, exact.
+Hourly buckets also hold first_seen and last_seen: how many of the day's visitors scanned for the first
+(last) time that day in this hour. A visitor scanned in hours [0, h] of a UTC day iff their first scan
+that day falls there, so sums of first_seen (last_seen) give exact distinct counts over any stretch of
+hours that starts (ends) at a UTC midnight. That is what makes unique visitors exact for local days in a
+time zone and for ranges that do not start or end at UTC midnight (app/analytics/service.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.analytics.buckets import DIMENSION_NAMES
+from app.db import Base, UTCDateTime, utcnow
+from app.scans.models import Scan
+
+# 'all', then the dimensions breakdowns split by (the Scan column of each: app/analytics/buckets.py).
+DIMENSIONS: tuple[str, ...] = DIMENSION_NAMES
+BREAKDOWN_DIMENSIONS: tuple[str, ...] = DIMENSIONS[1:]
+
+
+class _Bucket:
+    # Primary key in this order: one index range per (link, dimension) and time range serves the series
+    # (dimension 'all'), the breakdowns (GROUP BY value) and the workspace totals (per link).
+    # Buckets go with their link (a workspace removed with its links).
+    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scans: Mapped[int] = mapped_column(Integer)
+    bots: Mapped[int] = mapped_column(Integer)
+    visitors: Mapped[int] = mapped_column(Integer)
+
+
+class HourlyBucket(_Bucket, Base):
+    __tablename__ = "analytics_hourly"
+
+    first_seen: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[int] = mapped_column(Integer)
+
+
+class DailyBucket(_Bucket, Base):
+    __tablename__ = "analytics_daily"
+
+
+class RollupState(Base):
+    """One row ('scans'): how far the rollup has folded, and what retention has removed.
+
+    The rollup locks this row for each transaction it runs (app/analytics/rollup.py), so two rollups —
+    two beats, a beat and `qrflow rollup`, a manual trigger — take turns.
+    """
+
+    __tablename__ = "analytics_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Every scan with id <= last_scan_id is in the buckets, and no other.
+    last_scan_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Every scan stored before this moment is in the buckets (null: no rollup yet).
+    as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Retention has deleted raw scans of UTC days before this one (null: none deleted). Late scans of those
+    # days are added to their buckets as they come: their visitors may count twice (README, Analytics).
+    purged_before: Mapped[date | None] = mapped_column(Date)
+    # Retention walks ids upwards: every scan with id <= purge_cursor has been deleted.
+    purge_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# The rollup looks up the earlier scans of the visitors in each new batch (their hash is salted per UTC day,
+# so a visitor's rows are one person's scans of one day: a handful). This index makes that a few probes
+# instead of a scan of each touched link's day, so a rollup costs in proportion to the scans it adds,
+# even on a link scanned a million times today. Declared here because the rollup is its only reader.
+Index("ix_scans_visitor", Scan.visitor)

@@ -1,0 +1,33 @@
+"""/v1/tasks: the state of a task this workspace started (app/tracked_tasks.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+
+from app.errors import NotFound
+from app.gateway.deps import Reader
+from app.gateway.errors import error_responses
+from app.tracked_tasks import TaskState, TrackedTasks
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskState,
+    responses=error_responses(
+        401, 404, 422, 429, 503,
+        _404="No such task started by this workspace (or it finished more than a day ago)",
+        _503="The task store (Redis) is unreachable; retry shortly",
+    ),
+    summary="A task's state: PENDING, STARTED, SUCCESS (with its result) or FAILURE",
+)
+async def get_task(task_id: uuid.UUID, principal: Reader, request: Request) -> TaskState:
+    from workers.celery_app import celery_app  # the app only, for its result keys: never the task modules
+
+    state = await TrackedTasks(request.app.state.redis, celery_app).state(task_id, principal.workspace_id)
+    if state is None:
+        raise NotFound(f"no task with id {task_id}", field="task_id")
+    return state

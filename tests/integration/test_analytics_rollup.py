@@ -1,0 +1,208 @@
+"""Rollups against the raw table, on SQLite and PostgreSQL: after any sequence of inserts (late scans
+included) and rollups in any chunk sizes, every bucket equals a brute-force count over the raw scans;
+rolling up again, rebuilding, or two rollups at once change nothing; retention keeps the analytics."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from app.analytics import rollup as rollups
+from app.analytics.models import DailyBucket, HourlyBucket
+from app.db import create_sync_engine, sync_sessionmaker
+from app.scans.models import Scan
+from tests.integration.analytics_helpers import brute_force, insert_scans, new_links, scan_row, stored_buckets
+
+BASE = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def engine(backend):
+    engine = create_sync_engine(backend.settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(engine):
+    return sync_sessionmaker(engine)
+
+
+@pytest.fixture
+def fresh(backend, tmp_path):
+    """An empty, migrated database of the backend's kind, for tests that need the whole table to
+    themselves (retention deletes every expired scan, whoever inserted it)."""
+    from app.migrate import upgrade
+    from tests.conftest import _create_postgres_database, _drop_postgres_database, _postgres_admin_url
+
+    drop = None
+    if backend.name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        admin = _postgres_admin_url()
+        url, name = _create_postgres_database(admin)
+        drop = lambda: _drop_postgres_database(admin, name)  # noqa: E731
+    settings = backend.settings.model_copy(update={"database_url": url, "data_dir": tmp_path})
+    upgrade(settings)
+    engine = create_sync_engine(settings)
+    yield engine, sync_sessionmaker(engine)
+    engine.dispose()
+    if drop:
+        drop()
+
+
+def watermark(sessions) -> int:
+    return rollups.read_state(sessions).last_scan_id
+
+
+def assert_buckets_match_raw(engine, sessions, links) -> None:
+    expected_hourly, expected_daily = brute_force(engine, links, watermark(sessions))
+    hourly, daily = stored_buckets(engine, links)
+    assert daily == expected_daily
+    assert hourly == expected_hourly
+
+
+# A few values per dimension, so buckets collide; None is "unknown".
+scans_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # which link
+        # A few hours around two UTC midnights: visitors come back within an hour, a day, and across days.
+        st.tuples(st.sampled_from([0, 1, 2, 22, 23, 24, 25, 47, 48, 71]), st.integers(0, 59)),
+        st.sampled_from(["mobile", "tablet", "desktop", "other"]),
+        st.sampled_from([None, "iOS", "Android"]),
+        st.sampled_from([None, "Mobile Safari", "Chrome"]),
+        st.sampled_from([None, "FR", "DE"]),
+        st.sampled_from([None, "www.instagram.com", "t.co"]),
+        st.integers(0, 2).map(lambda n: n == 0),  # a bot, one time in three
+        st.integers(0, 4),  # visitor: few, so they come back within a day and across days
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scans=scans_strategy, data=st.data())
+def test_every_bucket_equals_a_brute_force_count_of_the_raw_scans(engine, sessions, scans, data):
+    links = new_links(engine, 3)
+    rows = [
+        scan_row(links[link], BASE + timedelta(hours=at[0], minutes=at[1]), device=device, os=os, browser=browser,
+                 country=country, referrer=referrer, bot=bot, visitor=f"visitor-{visitor}")
+        for link, at, device, os, browser, country, referrer, bot, visitor in scans
+    ]
+    # Inserted in batches in random order (later batches bring late scans: old times, new ids), with
+    # rollups of random chunk sizes in between.
+    position = 0
+    while position < len(rows):
+        size = data.draw(st.integers(1, 20), label="batch")
+        insert_scans(engine, rows[position : position + size])
+        position += size
+        if data.draw(st.booleans(), label="roll up now"):
+            rollups.rollup(sessions, chunk=data.draw(st.integers(1, 40), label="chunk"))
+    report = rollups.rollup(sessions, chunk=data.draw(st.integers(1, 40), label="final chunk"))
+    assert report.caught_up
+    assert_buckets_match_raw(engine, sessions, links)
+
+    before = stored_buckets(engine, links)
+    assert rollups.rollup(sessions).folded == 0  # running it again changes nothing
+    assert stored_buckets(engine, links) == before
+
+
+def test_a_rebuild_recounts_the_same_numbers(engine, sessions):
+    links = new_links(engine, 2)
+    insert_scans(engine, [
+        scan_row(links[i % 2], BASE + timedelta(hours=i * 5, minutes=i), visitor=f"v{i % 3}", bot=i % 4 == 0,
+                 country=["FR", None][i % 2])
+        for i in range(40)
+    ])
+    rollups.rollup(sessions, chunk=7)
+    before = stored_buckets(engine, links)
+    since, report = rollups.rebuild(sessions, date(2026, 3, 3), chunk=11)
+    assert since == date(2026, 3, 3) and report.caught_up
+    assert stored_buckets(engine, links) == before
+    rollups.rebuild(sessions)
+    assert stored_buckets(engine, links) == before
+    assert_buckets_match_raw(engine, sessions, links)
+
+
+def test_two_rollups_at_once_count_every_scan_once(backend, engine, sessions):
+    links = new_links(engine, 3)
+    insert_scans(engine, [
+        scan_row(links[i % 3], BASE + timedelta(minutes=17 * i), visitor=f"v{i % 7}", bot=i % 5 == 0)
+        for i in range(600)
+    ])
+    # Two workers' worth: separate engines (connections), started together, small chunks so they interleave.
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    reports = []
+
+    def run() -> None:
+        other = create_sync_engine(backend.settings)
+        try:
+            barrier.wait()
+            reports.append(rollups.rollup(sync_sessionmaker(other), chunk=25))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            other.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all(report.caught_up for report in reports)
+    assert sum(report.folded for report in reports) >= 600  # between them, every scan once (and others')
+    assert_buckets_match_raw(engine, sessions, links)
+
+
+def test_retention_deletes_rolled_up_raw_scans_and_the_analytics_stay(fresh):
+    engine, sessions = fresh
+    links = new_links(engine, 1)
+    now = datetime(2026, 6, 30, 12, tzinfo=UTC)
+    old = [scan_row(links[0], datetime(2026, 6, 1, 10, tzinfo=UTC) + timedelta(minutes=i), visitor=f"o{i % 4}")
+           for i in range(30)]
+    recent = [scan_row(links[0], datetime(2026, 6, 29, 10, tzinfo=UTC), visitor="r")]
+    insert_scans(engine, old + recent)
+    rollups.rollup(sessions, retention_days=7, now=lambda: now)
+
+    def raw(day: datetime) -> int:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Scan).where(
+                Scan.link_id == links[0], Scan.scanned_at >= day, Scan.scanned_at < day + timedelta(days=1)))
+
+    assert raw(datetime(2026, 6, 1, tzinfo=UTC)) == 0
+    assert raw(datetime(2026, 6, 29, tzinfo=UTC)) == 1
+    _, daily = stored_buckets(engine, links)
+    assert daily[(links[0], "all", "", "2026-06-01")] == (30, 0, 4)
+
+    # A late scan from before the horizon: added to its buckets (not recounted from rows that are gone).
+    insert_scans(engine, [scan_row(links[0], datetime(2026, 6, 1, 23, tzinfo=UTC), visitor="late")])
+    rollups.rollup(sessions, retention_days=7, now=lambda: now)
+    _, daily = stored_buckets(engine, links)
+    assert daily[(links[0], "all", "", "2026-06-01")] == (31, 0, 5)
+    # Its raw row goes once retention's walk (in id order) passes it: when the scans stored before it expire.
+    assert raw(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    later = datetime(2026, 7, 10, tzinfo=UTC)
+    insert_scans(engine, [scan_row(links[0], later, visitor="n")])
+    rollups.rollup(sessions, retention_days=7, now=lambda: later)
+    assert raw(datetime(2026, 6, 1, tzinfo=UTC)) == raw(datetime(2026, 6, 29, tzinfo=UTC)) == 0
+    assert raw(later) == 1
+
+    # A rebuild leaves the days whose raw scans are gone alone.
+    since, _ = rollups.rebuild(sessions, date(2026, 5, 1))
+    assert since is not None and since > date(2026, 6, 1)
+    assert stored_buckets(engine, links)[1][(links[0], "all", "", "2026-06-01")] == (31, 0, 5)
+
+
+def test_buckets_hold_nothing_for_links_without_scans(engine, sessions):
+    links = new_links(engine, 1)
+    rollups.rollup(sessions)
+    with engine.connect() as connection:
+        for table in (HourlyBucket, DailyBucket):
+            assert connection.scalar(select(func.count()).select_from(table).where(table.link_id == links[0])) == 0
