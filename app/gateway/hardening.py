@@ -38,6 +38,12 @@ _DOCS_CSP = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _HTML_HEADERS = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+# For HTML answered outside this middleware (the redirect's pages, app/gateway/redirect.py).
+HTML_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    *_HTML_HEADERS,
+    (b"content-security-policy", STRICT_CSP.encode()),
+]
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script\s*>", re.DOTALL | re.IGNORECASE)
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"]
@@ -52,7 +58,12 @@ def install_safety(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(IdempotencyMiddleware, settings=settings)
     if settings.rate_limit or settings.redirect_rate_limit:
         app.add_middleware(RateLimitMiddleware, settings=settings)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # Up to 10,000 codes in one request (app/qrcodes/batches).
+        larger={"/v1/batches": settings.max_batch_body_bytes},
+    )
     origins = cors_origins(settings)
     if origins:
         app.add_middleware(
@@ -80,20 +91,23 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    """413 `too_large` for a body over max_bytes: at once when Content-Length says so, and as soon as a
-    chunked body passes the limit while it streams (never buffering more than the limit)."""
+    """413 `too_large` for a body over max_bytes (or the limit `larger` gives its path): at once when
+    Content-Length says so, and as soon as a chunked body passes the limit while it streams (never
+    buffering more than the limit)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
 
         received = 0
@@ -105,9 +119,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
-                    raise BodyTooLarge(f"request body over {self.max_bytes} bytes")
+                    raise BodyTooLarge(f"request body over {limit} bytes")
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -126,12 +140,12 @@ class BodySizeLimitMiddleware:
             if not exceeded or started:
                 raise
         if exceeded and not started:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         # The rest of the body is never read: the connection cannot carry another request.
         await send_error(
-            send, 413, "too_large", f"the request body is larger than {self.max_bytes} bytes", [(b"connection", b"close")]
+            send, 413, "too_large", f"the request body is larger than {limit} bytes", [(b"connection", b"close")]
         )
 
 

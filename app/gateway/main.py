@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,9 +18,15 @@ from app.gateway.docs import install_docs
 from app.gateway.errors import install_error_handlers
 from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
-from app.gateway.routers import health, qrcodes, redirect
+from app.gateway.ratelimit import RateLimitMiddleware
+from app.gateway.redirect import Redirector, serve_redirects_first
+from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks
+from app.links.cache import LinkCache
+from app.links.caps import ScanCaps
 from app.logging import configure_logging
 from app.messaging import EventPublisher
+from app.scans.events import ScanRecorded
+from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
 
@@ -53,9 +60,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1, socket_connect_timeout=1
         )
+        app.state.link_cache = LinkCache(app.state.sessions, settings.redis_url)
+        await app.state.link_cache.start()
+        spool = ScanSpool(
+            settings.spool_dir,
+            functools.partial(app.state.publisher.publish_many, ScanRecorded.task_name),
+            max_batch=settings.scan_batch_max_events,
+            interval=settings.scan_flush_interval_ms / 1000,
+            max_bytes=settings.scan_spool_max_bytes,
+        )
+        spool.open()
+        app.state.spool = spool
+        caps = ScanCaps(settings.redis_url)
+        redirector = Redirector(app.state.link_cache, spool, caps)
+        # The per-IP limit, when one is set, in front of the redirect alone (the API's is in the stack).
+        limiter = RateLimitMiddleware(redirector, settings) if settings.redirect_rate_limit else None
+        app.state.redirector = limiter or redirector
         try:
             yield
         finally:
+            # Scans first: what the spool publishes on its way out goes through the publisher.
+            await anyio.to_thread.run_sync(spool.close)
+            if limiter is not None:
+                await limiter.close()
+            await caps.close()
+            await app.state.link_cache.stop()
             await anyio.to_thread.run_sync(app.state.publisher.close)
             await app.state.redis.aclose()
             await app.state.engine.dispose()
@@ -73,7 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(health.router)
     app.include_router(qrcodes.router)
-    app.include_router(redirect.router)
+    app.include_router(logos.router)
+    app.include_router(analytics.router)
+    app.include_router(tasks.router)
+    batches.install(app)  # with its request body in the document
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -87,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     # Tracing: a span per request (outermost), trace context into published tasks, trace ids in logs.
     telemetry.instrument_gateway(app)
+    # Last, so that it is in front of everything above, tracing included: the hot path.
+    serve_redirects_first(app, settings.trusted_proxies)
     return app
 
 

@@ -98,7 +98,7 @@ class RateLimitMiddleware:
             try:
                 await self.app(scope, receive, send)
             finally:
-                await self._close()
+                await self.close()
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -180,7 +180,7 @@ class RateLimitMiddleware:
             self._limiter = MovingWindowRateLimiter(storage)
         return self._limiter
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         client, self._client, self._limiter = self._client, None, None
         if client is not None:
             await client.aclose()

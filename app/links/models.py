@@ -21,6 +21,14 @@ class Link(Base):
     # Slugs stay reserved after deletion, so a printed code never starts pointing somewhere else.
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     target_url: Mapped[str] = mapped_column(Text)
+    # Append the scan's query string (UTM parameters) to the target.
+    forward_query: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Redirects answered at most this many times (counted in Redis, see app/links/caps.py).
+    max_scans: Mapped[int | None]
+    # Non-bot scans stored so far; the scan workers add to it in the transaction that stores them.
+    scans_total: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,15 +11,21 @@ import uuid
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow
 from app.messaging import EventPublisher
+from app.qrcodes.batches.models import BatchItem
+from app.qrcodes.content import KIND_DATA
+from app.qrcodes.decoration import LogoSource
 from app.qrcodes.events import RenderRequested
+from app.qrcodes.logos import load_logo
 from app.qrcodes.models import QRCode, Status
+from app.qrcodes.readback import LOGO_TOO_LARGE, UNREADABLE_COLOURS, reads_back
 from app.qrcodes.rendering import render_images
 from app.qrcodes.style import Style
+from app.qrcodes.symbol import FREE
 from app.storage import ImageStore, code_prefix, image_key
 
 log = structlog.get_logger(__name__)
@@ -34,14 +40,26 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
         if code.status != Status.PENDING:
             return f"already {code.status}"
         content, style, workspace_id = code.content, Style.model_validate(code.style), code.workspace_id
+        kind = KIND_DATA.get(code.kind)
+        logo, missing = None, None
+        if style.logo is not None:
+            try:
+                logo = LogoSource(*load_logo(session, store, workspace_id, style.logo))
+            except LookupError as exc:
+                missing = str(exc)
+    if missing is not None:
+        return _fail(sessions, code_id, missing)
 
     # No connection is held while the CPU works.
     try:
-        images = render_images(content, style)
-    except ValueError as exc:  # the capacity check should make this unreachable; a code never hangs
-        log.error("render_failed", code_id=str(code_id), error=str(exc))
-        _finish(sessions, code_id, status=Status.FAILED, error=str(exc))
-        return "failed"
+        images = render_images(content, style, kind.symbol if kind else FREE, logo)
+    except (ValueError, OSError) as exc:
+        # The capacity check makes a too-long payload unreachable, and logos were checked on upload (Pillow
+        # raises OSError, resvg ValueError, for a file that is not what it was); a code never hangs.
+        return _fail(sessions, code_id, str(exc))
+    # Colours and logos can make a code that looks right and does not scan: it is read back first.
+    if style.decorated and not reads_back(images["png"], content):
+        return _fail(sessions, code_id, LOGO_TOO_LARGE if logo else UNREADABLE_COLOURS)
 
     etags = {}
     for fmt, data in images.items():
@@ -52,6 +70,11 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
     if outcome == "gone":  # deleted while we drew it
         store.delete_prefix(code_prefix(workspace_id, code_id))
     return outcome
+
+
+def _fail(sessions: sessionmaker[Session], code_id: uuid.UUID, error: str) -> str:
+    log.error("render_failed", code_id=str(code_id), error=error)
+    return _finish(sessions, code_id, status=Status.FAILED, error=error)
 
 
 def _finish(
@@ -95,6 +118,8 @@ def republish_stale_renders(
                     QRCode.status == Status.PENDING,
                     QRCode.deleted_at.is_(None),
                     QRCode.render_requested_at < cutoff,
+                    # A batch's codes are republished in chunks (batches/jobs.republish_stale_batch_renders).
+                    ~exists().where(BatchItem.code_id == QRCode.id),
                 )
                 .order_by(QRCode.render_requested_at)
                 .limit(limit)

@@ -25,11 +25,36 @@ _QR_V40_CAPACITY: dict[Mode, dict[str, int]] = {
     "alphanumeric": {"L": 4296, "M": 3391, "Q": 2420, "H": 1852},
     "byte": {"L": 2953, "M": 2331, "Q": 1663, "H": 1273},
 }
+# QR Code version 13: the largest symbol the EPC payment guidelines allow.
+_QR_V13_CAPACITY: dict[Mode, dict[str, int]] = {
+    "numeric": {"L": 1022, "M": 796, "Q": 580, "H": 427},
+    "alphanumeric": {"L": 619, "M": 483, "Q": 352, "H": 259},
+    "byte": {"L": 425, "M": 331, "Q": 241, "H": 177},
+}
+_QR_CAPACITY_BY_VERSION = {40: _QR_V40_CAPACITY, 13: _QR_V13_CAPACITY}
 _MICRO_M4_CAPACITY: dict[Mode, dict[str, int]] = {
     "numeric": {"L": 35, "M": 30, "Q": 21},
     "alphanumeric": {"L": 21, "M": 18, "Q": 13},
     "byte": {"L": 15, "M": 13, "Q": 9},
 }
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    """What a kind's own standard fixes about its symbol, beyond what the client's style asks for.
+
+    EPC payment codes, for one, must use error level M exactly (no boost to a higher level) and at most
+    version 13, so a banking app can rely on the symbol's shape."""
+
+    error: ErrorLevel | None = None  # None: the style's level, which segno may raise where room is left
+    max_version: int = 40
+
+    @property
+    def boost_error(self) -> bool:
+        return self.error is None
+
+
+FREE = SymbolRules()
 
 
 @dataclass(frozen=True)
@@ -44,9 +69,13 @@ class EncodingPlan:
 
 
 class PayloadTooLong(ValueError):
-    def __init__(self, plan: EncodingPlan, limit: int, error: str, micro: bool) -> None:
+    def __init__(self, plan: EncodingPlan, limit: int, error: str, micro: bool, max_version: int = 40) -> None:
         symbol = "a Micro QR code" if micro else "a QR code"
-        hint = "use a lower error level, a regular QR code, or shorter content" if micro or error != "L" else "use shorter content"
+        if max_version != 40:
+            symbol = f"a version {max_version} QR code"
+        # A version-limited symbol belongs to a standard that fixes its level too: only shorter content helps.
+        more_room = micro or (error != "L" and max_version == 40)
+        hint = "use a lower error level, a regular QR code, or shorter content" if more_room else "use shorter content"
         super().__init__(
             f"the content is {plan.length} {plan.unit}; {symbol} at error level {error} "
             f"holds at most {limit} ({hint})"
@@ -66,17 +95,17 @@ def plan_encoding(content: str) -> EncodingPlan:
         return EncodingPlan("byte", "utf-8", len(content.encode("utf-8")))
 
 
-def capacity(mode: Mode, error: str, micro: bool) -> int | None:
+def capacity(mode: Mode, error: str, micro: bool, max_version: int = 40) -> int | None:
     """None when the combination does not exist (Micro QR has no level H)."""
-    table = _MICRO_M4_CAPACITY if micro else _QR_V40_CAPACITY
+    table = _MICRO_M4_CAPACITY if micro else _QR_CAPACITY_BY_VERSION[max_version]
     return table[mode].get(error)
 
 
-def check_fits(content: str, error: str, micro: bool) -> EncodingPlan:
+def check_fits(content: str, error: str, micro: bool, max_version: int = 40) -> EncodingPlan:
     plan = plan_encoding(content)
-    limit = capacity(plan.mode, error, micro)
+    limit = capacity(plan.mode, error, micro, max_version)
     if limit is None:
         raise ValueError(f"Micro QR codes have no error level {error}")
     if plan.length > limit:
-        raise PayloadTooLong(plan, limit, error, micro)
+        raise PayloadTooLong(plan, limit, error, micro, max_version)
     return plan

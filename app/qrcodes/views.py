@@ -9,6 +9,9 @@ from app.qrcodes.schemas import IMAGE_FORMATS, CodeOut, Style
 
 def code_out(code: QRCode, public_base_url: str) -> CodeOut:
     link = code.link
+    style = Style.model_validate(code.style)
+    # A code with a logo has no EPS image (EPS here has no way to carry one; see decoration.py).
+    formats = [fmt for fmt in IMAGE_FORMATS if not (fmt == "eps" and style.logo is not None)]
     return CodeOut(
         id=code.id,
         kind=code.kind,
@@ -20,10 +23,15 @@ def code_out(code: QRCode, public_base_url: str) -> CodeOut:
         slug=link.slug if link else None,
         short_url=short_url(public_base_url, link.slug) if link else None,
         target_url=link.target_url if link else None,
-        style=Style.model_validate(code.style),
+        forward_query=link.forward_query if link else None,
+        expires_at=link.expires_at if link else None,
+        max_scans=link.max_scans if link else None,
+        disabled=link.disabled if link else None,
+        scans_total=link.scans_total if link else None,
+        style=style,
         title=code.title,
         tags=code.tags,
-        images={fmt: f"/v1/qrcodes/{code.id}/image.{fmt}" for fmt in IMAGE_FORMATS},
+        images={fmt: f"/v1/qrcodes/{code.id}/image.{fmt}" for fmt in formats},
         created_at=code.created_at,
         updated_at=code.updated_at,
         rendered_at=code.rendered_at,

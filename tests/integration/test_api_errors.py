@@ -192,7 +192,7 @@ def test_nul_characters_in_a_patch_are_422(gateway, alice):
 def test_nul_in_the_tag_filter_is_422_and_in_a_slug_404(gateway, alice):
     response = gateway.get("/v1/qrcodes", params={"tag": "a\x00"}, headers=alice.headers)
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "tag"
-    response = gateway.get("/r/abc%00def", follow_redirects=False)
+    response = gateway.get("/r/abc%00def", headers={"accept": "application/json"}, follow_redirects=False)
     assert response.status_code == 404 and response.json()["code"] == "not_found"
 
 

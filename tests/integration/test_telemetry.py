@@ -347,15 +347,16 @@ def test_metrics_report_every_queue_depth_including_priority_lists(gateway, redi
 
     before = depths()
     assert set(before) == {"qr", "scans", "analytics", "default"}
-    # No worker in the tests consumes scans: the messages stay, one of them in a priority list.
-    name = f"scans.qrflow_test_{uuid.uuid4().hex[:8]}"
+    # The session's test worker does not consume analytics (tests that need it start their own worker
+    # and stop it): the messages stay, one of them in a priority list.
+    name = f"analytics.qrflow_test_{uuid.uuid4().hex[:8]}"
     for priority in (None, None, 9):
-        celery_app.send_task(name, queue="scans", priority=priority, ignore_result=True)
+        celery_app.send_task(name, queue="analytics", priority=priority, ignore_result=True)
     try:
-        assert depths()["scans"] == before["scans"] + 3
+        assert depths()["analytics"] == before["analytics"] + 3
     finally:
         client = redis.Redis.from_url(redis_url)
-        client.delete("scans", "scans\x06\x169")
+        client.delete("analytics", "analytics\x06\x169")
         client.close()
 
 

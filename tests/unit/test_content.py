@@ -27,7 +27,10 @@ from app.qrcodes.content import (
 from app.qrcodes.schemas import (
     CreateCode,
     CreateEmailCode,
+    CreateEPCCode,
+    CreateEventCode,
     CreateGeoCode,
+    CreateMeCardCode,
     CreatePhoneCode,
     CreateSMSCode,
     CreateTextCode,
@@ -457,6 +460,9 @@ _VALID_DATA: dict[str, tuple[type, dict[str, Any]]] = {
     "sms": (CreateSMSCode, {"number": "+15550100", "text": "Hi"}),
     "phone": (CreatePhoneCode, {"number": "+15550100"}),
     "geo": (CreateGeoCode, {"lat": 52.52, "lng": 13.405}),
+    "event": (CreateEventCode, {"summary": "Launch", "start": "2030-04-02T18:00:00Z", "end": "2030-04-02T19:00:00Z"}),
+    "mecard": (CreateMeCardCode, {"name": "Lovelace,Ada"}),
+    "epc": (CreateEPCCode, {"name": "Red Cross", "iban": "BE72000000001616", "amount": 20, "text": "Gift"}),
 }
 
 
@@ -499,7 +505,7 @@ def test_create_code_refuses_another_kinds_data() -> None:
     [
         ({"kind": "text", "data": {"text": "Hello"}, "colour": "red"}, ("text", "colour")),
         ({"kind": "text", "data": {"text": "Hello", "lang": "en"}}, ("text", "data", "lang")),
-        ({"kind": "text", "data": {"text": "Hello"}, "style": {"logo": "x.png"}}, ("text", "style", "logo")),
+        ({"kind": "text", "data": {"text": "Hello"}, "style": {"shape": "round"}}, ("text", "style", "shape")),
         ({"kind": "text", "data": {"text": "Hello"}, "slug": "my-slug"}, ("text", "slug")),
         ({"kind": "wifi", "data": {"ssid": "Cafe", "security": "nopass"}, "dynamic": True}, ("wifi", "dynamic")),
     ],
@@ -577,7 +583,8 @@ def test_style_accepts_a_transparent_background() -> None:
 
 
 def test_style_defaults() -> None:
-    assert Style().model_dump() == {
+    # What a code stores: the optional fields (module colours, logo) are left out while null.
+    assert Style().model_dump(exclude_none=True) == {
         "error": "M",
         "scale": 10,
         "border": 4,

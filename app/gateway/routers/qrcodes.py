@@ -10,13 +10,14 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from app.errors import Invalid, NotFound
-from app.gateway.deps import PublisherDep, Reader, SessionDep, SettingsDep, StoreDep, Writer
+from app.gateway.deps import LinkCacheDep, PublisherDep, Reader, SessionDep, SettingsDep, StoreDep, Writer
 from app.gateway.errors import ErrorBody, error_responses
 from app.gateway.images import MEDIA_TYPES, rescale_png
 from app.qrcodes import service
 from app.qrcodes.content import Kind
 from app.qrcodes.schemas import CREATE_EXAMPLES, CodeOut, CodePage, CreateCode, ImageFormat, UpdateCode
 from app.qrcodes.views import code_out
+from app.scans.schemas import ScanOut, ScanPage
 
 router = APIRouter(prefix="/v1/qrcodes", tags=["qrcodes"])
 
@@ -35,6 +36,10 @@ _RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+# The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded at any
+# length (base64, then JSON).
+PageCursor = Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")]
+PageLimit = Annotated[int, Query(ge=1, le=200)]
 
 
 @router.post(
@@ -58,11 +63,12 @@ async def create_code(
     principal: Writer,
     session: SessionDep,
     publisher: PublisherDep,
+    link_cache: LinkCacheDep,
     settings: SettingsDep,
     response: Response,
 ) -> CodeOut:
     code = await service.create_code(
-        session, publisher, principal.workspace_id, request, settings.public_base_url
+        session, publisher, link_cache, principal.workspace_id, request, settings.public_base_url
     )
     response.headers["Location"] = f"/v1/qrcodes/{code.id}"
     return code_out(code, settings.public_base_url)
@@ -73,10 +79,8 @@ async def list_codes(
     principal: Reader,
     session: SessionDep,
     settings: SettingsDep,
-    # The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded
-    # at any length (base64, then JSON).
-    cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: PageCursor = None,
+    limit: PageLimit = 50,
     tag: Annotated[str | None, Query(description="Only codes with this tag")] = None,
     kind: Kind | None = None,
 ) -> CodePage:
@@ -99,12 +103,17 @@ async def get_code(code_id: uuid.UUID, principal: Reader, session: SessionDep, s
     "/{code_id}",
     response_model=CodeOut,
     responses=error_responses(*_WRITE, 404, 413),
-    summary="Change title, tags, or a dynamic code's target (the image stays the same)",
+    summary="Change title, tags, or a dynamic code's target and limits (the image stays the same)",
 )
 async def update_code(
-    code_id: uuid.UUID, changes: UpdateCode, principal: Writer, session: SessionDep, settings: SettingsDep
+    code_id: uuid.UUID,
+    changes: UpdateCode,
+    principal: Writer,
+    session: SessionDep,
+    link_cache: LinkCacheDep,
+    settings: SettingsDep,
 ) -> CodeOut:
-    code = await service.update_code(session, principal.workspace_id, code_id, changes)
+    code = await service.update_code(session, link_cache, principal.workspace_id, code_id, changes)
     return code_out(code, settings.public_base_url)
 
 
@@ -114,8 +123,31 @@ async def update_code(
     responses={204: {"description": "Deleted; its short link now answers 410"}, **error_responses(*_WRITE, 404)},
     summary="Delete a code",
 )
-async def delete_code(code_id: uuid.UUID, principal: Writer, session: SessionDep, store: StoreDep) -> None:
-    await service.delete_code(session, store, principal.workspace_id, code_id)
+async def delete_code(
+    code_id: uuid.UUID, principal: Writer, session: SessionDep, store: StoreDep, link_cache: LinkCacheDep
+) -> None:
+    await service.delete_code(session, store, link_cache, principal.workspace_id, code_id)
+
+
+@router.get(
+    "/{code_id}/scans",
+    response_model=ScanPage,
+    responses=error_responses(*_READ, 404),
+    summary="List a code's scans, newest first",
+    description="Scans as stored, a moment after each redirect. A static code's page is always empty: it "
+    "encodes its content itself, so scanning it never reaches this server.",
+)
+async def list_scans(
+    code_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    cursor: PageCursor = None,
+    limit: PageLimit = 50,
+) -> ScanPage:
+    scans, next_cursor = await service.list_scans(
+        session, principal.workspace_id, code_id, limit=limit, cursor=cursor
+    )
+    return ScanPage(items=[ScanOut.from_scan(s) for s in scans], next_cursor=next_cursor)
 
 
 @router.get(
@@ -152,6 +184,9 @@ async def get_image(
     if scale is not None and fmt != "png":
         raise Invalid("scale applies only to PNG images", field="scale")
     rescale = scale is not None and scale != stored_scale
+    if rescale and code.style.get("logo"):
+        # Rescaling resamples whole modules (images.py), which would reduce the logo to blocks.
+        raise Invalid("scale is not available for a code with a logo: its PNG has style.scale only", field="scale")
     etag_header = f'"{etag}-s{scale}"' if rescale else f'"{etag}"'
     # Images never change for a given etag (style is fixed at creation), so caches may keep them.
     headers = {"ETag": etag_header, "Cache-Control": "private, max-age=31536000, immutable"}
