@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -81,12 +80,15 @@ def test_broker_down_at_publish_time_leaves_no_code_pending(gateway, alice, tmp_
     assert decode_png(gateway.get(ready["images"]["png"], headers=alice.headers).content) == [ready["content"]]
 
 
-def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
+@contextmanager
+def worker_database_down(backend) -> Iterator[list[str]]:
+    """The in-process worker's database unreachable for the block; yields the names of the tasks that
+    retried meanwhile (as they are seen)."""
     from app.settings import Settings
     from workers.runtime import build_runtime, runtime, use_runtime
 
-    retries = []
-    on_retry = lambda **kw: retries.append(kw)  # noqa: E731
+    retried: list[str] = []
+    on_retry = lambda request, **_: retried.append(request.task)  # noqa: E731
     signals.task_retry.connect(on_retry, weak=False)
     dead = Settings(
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
@@ -95,16 +97,25 @@ def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, ba
     )
     use_runtime(build_runtime(dead))
     try:
-        code = created(gateway, alice, {"kind": "text", "data": {"text": "rendered after the outage"}})
-        deadline = time.monotonic() + 20
-        while not retries:
-            assert time.monotonic() < deadline, "the task never retried"
-            time.sleep(0.1)
-        assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["status"] == "pending"
+        yield retried
     finally:
         use_runtime(build_runtime(backend.settings))
         signals.task_retry.disconnect(on_retry)
     assert runtime().settings.database_url == backend.settings.database_url
+
+
+def wait_for_retry(retried: list[str], task: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while task not in retried:
+        assert time.monotonic() < deadline, f"{task} never retried"
+        time.sleep(0.1)
+
+
+def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
+    with worker_database_down(backend) as retried:
+        code = created(gateway, alice, {"kind": "text", "data": {"text": "rendered after the outage"}})
+        wait_for_retry(retried, "qrcodes.render")
+        assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["status"] == "pending"
     assert wait_until_rendered(gateway, alice, code["id"], timeout=60)["status"] == "ready"
 
 

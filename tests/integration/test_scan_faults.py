@@ -15,13 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from celery import signals
 from sqlalchemy import func, select
 
 from app.db import create_sync_engine
 from app.redis_server import RedisServer, find_binary, free_port
 from app.scans.models import Scan
-from tests.integration.test_faults import _kill_pool_processes
+from tests.integration.test_faults import (
+    _kill_pool_processes,
+    wait_for_retry,
+    worker_database_down,
+)
 from tests.integration.test_redirect import IPHONE, dynamic_code, scan, wait_for_scans
 
 
@@ -174,29 +177,11 @@ def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alic
 
 
 def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
-    from app.settings import Settings
-    from workers.runtime import build_runtime, use_runtime
-
-    retries = []
-    on_retry = lambda **kw: retries.append(kw)  # noqa: E731
-    signals.task_retry.connect(on_retry, weak=False)
-    dead = Settings(
-        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
-        data_dir=backend.settings.data_dir,
-        redis_url=backend.settings.redis_url,
-    )
     code = dynamic_code(gateway, alice)
-    use_runtime(build_runtime(dead))
-    try:
+    with worker_database_down(backend) as retried:
         for _ in range(5):
             assert scan(gateway, code["slug"]).status_code == 302
-        deadline = time.monotonic() + 20
-        while not any(r["request"].task == "scans.record" for r in retries):
-            assert time.monotonic() < deadline, "the task never retried"
-            time.sleep(0.1)
-    finally:
-        use_runtime(build_runtime(backend.settings))
-        signals.task_retry.disconnect(on_retry)
+        wait_for_retry(retried, "scans.record")
     assert wait_for_scans(gateway, alice, code["id"], 5, timeout=60)["scans_total"] == 5
 
 
