@@ -136,7 +136,8 @@ def _days(start: datetime, end: datetime, tz: ZoneInfo) -> list[Point]:
     """The local dates from `start`'s to the one just before `end`, each from its midnight (floored to the
     whole UTC hour) to the next day's."""
     day = start.astimezone(tz).date()
-    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    # Dates are taken as asked, but the window must hold `start` itself, whose bucket may be the next day's.
+    last = max((end - timedelta(microseconds=1)).astimezone(tz).date(), _day_holding(start, tz))
     label, at = _local_midnight(day, tz)
     points = []
     while day <= last:
@@ -144,6 +145,14 @@ def _days(start: datetime, end: datetime, tz: ZoneInfo) -> list[Point]:
         points.append(Point(label, at, next_at))
         day, label, at = day + DAY, next_label, next_at
     return points
+
+
+def _day_holding(instant: datetime, tz: ZoneInfo) -> date:
+    """The day whose bucket, [floored midnight, next floored midnight), holds `instant`: its local date, or
+    the next one in the minutes between a midnight floored to the whole UTC hour and the midnight itself
+    (zones whose offset is not whole hours: 23:59 in Kolkata is already in the next day's bucket)."""
+    day = instant.astimezone(tz).date()
+    return day + DAY if instant >= _local_midnight(day + DAY, tz)[1] else day
 
 
 def day_spans(start: datetime, end: datetime) -> list[DaySpan]:
