@@ -128,6 +128,15 @@ class Backend:
                     for row in rows:
                         copy.write_row(row)
 
+    def analyze(self, settings: Settings) -> None:
+        """Planner statistics, as autovacuum keeps them on a table that grew to this size (and as a DBA runs
+        after a bulk load): without them PostgreSQL guesses, and reads the whole table to find a few visitors."""
+        if self.kind == "postgresql":
+            import psycopg
+
+            with psycopg.connect(settings.database_url, autocommit=True) as connection:
+                connection.execute("ANALYZE")
+
     def drop_all(self) -> None:
         if self.kind == "postgresql" and self.databases:
             import psycopg
@@ -223,6 +232,7 @@ def run_backend(backend: Backend, args: argparse.Namespace, now: datetime, redis
         low = year_start + (hour_ago - year_start) * (offset / args.scans)
         high = year_start + (hour_ago - year_start) * ((offset + count) / args.scans)
         backend.insert(big, generator.scans(count, low, high, daily_visitors))
+    backend.analyze(big)
     seed_seconds = time.perf_counter() - started
     console.print(f"  seeded in {seed_seconds:.1f} s; rolling up ...")
     full_seconds, full = timed_rollup(big)

@@ -17,9 +17,13 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+# app.links.models for its table: link_id columns (the buckets', and Scan's) take their type from links.id,
+# which must be known when they are first used. A process that loads only the rollup (`qrflow rollup`) would
+# otherwise read link ids back as plain strings.
+import app.links.models  # noqa: F401
 from app.analytics.buckets import DIMENSION_NAMES
 from app.db import Base, UTCDateTime, utcnow
 from app.scans.models import Scan
@@ -30,12 +34,10 @@ BREAKDOWN_DIMENSIONS: tuple[str, ...] = DIMENSIONS[1:]
 
 
 class _Bucket:
-    # Primary key in this order: one index range per (link, dimension) and time range serves the series
-    # (dimension 'all'), the breakdowns (GROUP BY value) and the workspace totals (per link).
-    # Buckets go with their link (a workspace removed with its links).
-    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
     dimension: Mapped[str] = mapped_column(String(8), primary_key=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    # Buckets go with their link (a workspace removed with its links).
+    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
     scans: Mapped[int] = mapped_column(Integer)
     bots: Mapped[int] = mapped_column(Integer)
@@ -43,14 +45,25 @@ class _Bucket:
 
 
 class HourlyBucket(_Bucket, Base):
+    """Every rollup adds to these: time before link in the key, so what a rollup writes (the current hour
+    of every scanned code) sits together, a few pages per dimension. Link-first, a rollup over a big table
+    wrote about ten times the pages of the same rollup over an empty one. Reads name the hours they need
+    (`start IN (...)`): an hour is one seek."""
+
     __tablename__ = "analytics_hourly"
+    __table_args__ = (PrimaryKeyConstraint("dimension", "start", "link_id", "value"),)
 
     first_seen: Mapped[int] = mapped_column(Integer)
     last_seen: Mapped[int] = mapped_column(Integer)
 
 
 class DailyBucket(_Bucket, Base):
+    """Written once per UTC day, when it is over (`closed`: app/analytics/rollup.py), from that day's hourly
+    buckets, and after that only by late scans. Link first in the key: a code's year of days is one range
+    of the index, for the series and the breakdowns."""
+
     __tablename__ = "analytics_daily"
+    __table_args__ = (PrimaryKeyConstraint("link_id", "dimension", "start", "value"),)
 
 
 class RollupState(Base):
@@ -70,6 +83,8 @@ class RollupState(Base):
     # Retention has deleted raw scans of UTC days before this one (null: none deleted). Late scans of those
     # days are added to their buckets as they come: their visitors may count twice (README, Analytics).
     purged_before: Mapped[date | None] = mapped_column(Date)
+    # Days before this one are closed: their daily buckets are complete (later days: hourly buckets only).
+    closed_before: Mapped[date | None] = mapped_column(Date)
     # Retention walks ids upwards: every scan with id <= purge_cursor has been deleted.
     purge_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -4,11 +4,11 @@ raw scans table is read only to export it (scans.csv)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, and_, cast, extract, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState
@@ -32,11 +32,19 @@ def _of(table: type[HourlyBucket | DailyBucket], scope: Scope) -> ColumnElement[
 
 
 class BucketRepository:
+    """Daily buckets are read by range (their key is link first: a code's year is one index range); hourly
+    buckets by the hours wanted (`start IN (...)`: their key is time first, so each hour is one seek).
+    app/analytics/models.py says why the two differ."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def as_of(self) -> datetime | None:
-        return await self.session.scalar(select(RollupState.as_of).where(RollupState.name == STATE))
+    async def state(self) -> tuple[datetime | None, date | None]:
+        """(as_of, closed_before): up to when scans are counted; the first day without daily buckets."""
+        row = (await self.session.execute(
+            select(RollupState.as_of, RollupState.closed_before).where(RollupState.name == STATE)
+        )).first()
+        return (row[0], row[1]) if row else (None, None)
 
     async def daily_sums(
         self, scope: Scope, start: datetime, end: datetime, dimensions: Sequence[str]
@@ -62,45 +70,27 @@ class BucketRepository:
         )
         return (await self.session.execute(query)).all()
 
-    async def hourly_series(
-        self, scope: Scope, start: datetime, end: datetime, hours_of_day: Collection[int] | None = None
-    ) -> Sequence[Row[Any]]:
-        """(start, scans, bots, visitors, first_seen, last_seen) per hour in [start, end), dimension all,
-        summed over the scope's links (sums of first_seen and last_seen still give exact prefix and suffix
-        counts: visitors are per link); only the given UTC hours of each day, if given."""
+    async def hourly_series(self, scope: Scope, hours: Sequence[datetime]) -> Sequence[Row[Any]]:
+        """(start, scans, bots, visitors, first_seen, last_seen) of the given hours, dimension all, summed over
+        the scope's links (sums of first_seen and last_seen still give exact prefix and suffix counts: visitors
+        are per link)."""
         t = HourlyBucket
         query = (
             select(t.start, func.sum(t.scans), func.sum(t.bots), func.sum(t.visitors), func.sum(t.first_seen),
                    func.sum(t.last_seen))
-            .where(_of(t, scope), t.dimension == "all", t.start >= start, t.start < end)
+            .where(t.dimension == "all", t.start.in_(hours), _of(t, scope))
             .group_by(t.start)
         )
-        if hours_of_day is not None:
-            query = query.where(self._hour_of_day(t.start).in_(sorted(hours_of_day)))
-        return (await self.session.execute(query)).all()
+        return (await self.session.execute(query)).all() if hours else []
 
-    def _hour_of_day(self, column: Any) -> ColumnElement[int]:
-        if self.session.bind.dialect.name == "postgresql":
-            return cast(extract("hour", func.timezone("UTC", column)), Integer)
-        # SQLite keeps the UTC instant as text: 'YYYY-MM-DD HH:MM:SS.ffffff'.
-        return cast(func.substr(column, 12, 2), Integer)
-
-    async def hourly(
-        self, scope: Scope, ranges: Sequence[tuple[datetime, datetime]], dimensions: Sequence[str]
-    ) -> Sequence[Row[Any]]:
-        """Every hourly bucket in the given time ranges: (link_id, dimension, value, start, scans, bots,
-        visitors, first_seen, last_seen)."""
-        if not ranges:
-            return []
+    async def hourly(self, scope: Scope, hours: Sequence[datetime], dimensions: Sequence[str]) -> Sequence[Row[Any]]:
+        """Every hourly bucket of the given hours: (link_id, dimension, value, start, scans, bots, visitors,
+        first_seen, last_seen)."""
         t = HourlyBucket
         query = select(
             t.link_id, t.dimension, t.value, t.start, t.scans, t.bots, t.visitors, t.first_seen, t.last_seen
-        ).where(
-            _of(t, scope),
-            t.dimension.in_(dimensions),
-            or_(*(and_(t.start >= low, t.start < high) for low, high in ranges)),
-        )
-        return (await self.session.execute(query)).all()
+        ).where(t.dimension.in_(dimensions), t.start.in_(hours), _of(t, scope))
+        return (await self.session.execute(query)).all() if hours else []
 
     async def workspace_codes(self, workspace_id: uuid.UUID) -> dict[uuid.UUID, Row[Any]]:
         """link id → (code id, title, slug) of the workspace's dynamic codes that are not deleted."""

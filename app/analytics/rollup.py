@@ -6,6 +6,11 @@ in one transaction that also moves the watermark, so a run that dies leaves the 
 consistent and the next run carries on. How a chunk changes the buckets is app/analytics/buckets.py: only
 additive upserts, and nothing recounted, so a run costs in proportion to the scans it folds.
 
+Hourly buckets take every fold. A UTC day's daily buckets are written once, when the day is over
+(`close_days`: one INSERT ... SELECT from that day's hourly buckets), and after that only by late scans of
+that day, which fold into both. Hourly rows are keyed time first (what a rollup touches sits together) and
+daily rows link first (what a read of a code's year needs sits together): app/analytics/models.py.
+
 Safe to run twice, or two at once: every transaction first locks the state row (SELECT ... FOR UPDATE on
 PostgreSQL; on SQLite the INSERT before it takes the database's write lock), then reads the watermark,
 so two rollups take turns chunk by chunk and no scan is folded twice. Which ids are safe to fold at all is
@@ -25,13 +30,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.scans.models import Scan
 from app.scans.watermark import committed_max_id
 
@@ -59,6 +64,7 @@ class RollupReport:
     as_of: datetime | None = None  # every scan stored before this is in the buckets
     caught_up: bool = True  # false: stopped at its time budget with scans left; the next run continues
     purged: int = 0  # raw scans deleted by retention
+    closed: int = 0  # UTC days whose daily buckets were written
     transactions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def rollup(
             low = state.last_scan_id
             high = min(ceiling, low + chunk)
             if high > low:
-                report.folded += _fold(session, low, high)
+                report.folded += _fold(session, low, high, state.closed_before)
                 state.last_scan_id = high
             report.caught_up = high >= ceiling
             if report.caught_up:
@@ -98,6 +104,8 @@ def rollup(
         report.transactions += 1
         if report.caught_up or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
+    left = None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
+    report.closed = close_days(sessions, now=now, budget_seconds=left)
     if retention_days > 0:
         left = None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
         report.purged = purge_expired_scans(sessions, retention_days, now=now, budget_seconds=left)
@@ -133,10 +141,54 @@ def rebuild(
         low, watermark = 0, state.last_scan_id
         while low < watermark:
             high = min(low + chunk, watermark)
-            _fold(session, low, high, since=start)
+            _fold(session, low, high, state.closed_before, since=start)
             low = high
     log.info("analytics_rebuilt", since=str(since), watermark=watermark)
     return since, rollup(sessions, chunk=chunk, now=now)
+
+
+def close_days(
+    sessions: sessionmaker[Session], *, now: Callable[[], datetime] = utcnow, budget_seconds: float | None = None
+) -> int:
+    """Write the daily buckets of every UTC day before today not yet closed, a day per transaction, from its
+    hourly buckets (visitors: the sum of first_seen, exact). Days without scans are skipped in one step."""
+    today = now().astimezone(UTC).date()
+    started = clock.monotonic()
+    closed = 0
+    while True:
+        with sessions.begin() as session:
+            state = _locked_state(session)
+            h = HourlyBucket
+            query = select(func.min(h.start)).where(h.dimension == "all")
+            if state.closed_before is not None:
+                query = query.where(h.start >= datetime.combine(state.closed_before, time(), UTC))
+            first = session.scalar(query)
+            day = first.astimezone(UTC).date() if first is not None else None
+            if day is None or day >= today:
+                if state.closed_before is None or state.closed_before < today:
+                    state.closed_before = today  # the days between had no scans: nothing to write
+                break
+            _close(session, day)
+            state.closed_before = day + timedelta(days=1)
+            closed += 1
+        if budget_seconds is not None and clock.monotonic() - started > budget_seconds:
+            break
+    if closed:
+        log.info("analytics_days_closed", days=closed)
+    return closed
+
+
+def _close(session: Session, day: date) -> None:
+    h = HourlyBucket
+    start = datetime.combine(day, time(), UTC)
+    totals = (
+        select(h.link_id, h.dimension, h.value, literal(start, UTCDateTime()), func.sum(h.scans), func.sum(h.bots),
+               func.sum(h.first_seen))
+        .where(h.dimension.in_(DIMENSION_NAMES), h.start >= start, h.start < start + timedelta(days=1))
+        .group_by(h.link_id, h.dimension, h.value)
+    )
+    columns = ["link_id", "dimension", "value", "start", "scans", "bots", "visitors"]
+    session.execute(insert(DailyBucket).from_select(columns, totals))
 
 
 def purge_expired_scans(
@@ -211,8 +263,9 @@ def _locked_state(session: Session) -> RollupState:
     ).one()
 
 
-def _fold(session: Session, low: int, high: int, since: datetime | None = None) -> int:
-    """Fold the scans with low < id <= high (and scanned since `since`) into the buckets."""
+def _fold(session: Session, low: int, high: int, closed_before: date | None, since: datetime | None = None) -> int:
+    """Fold the scans with low < id <= high (and scanned since `since`) into the buckets: hourly ones, and
+    daily ones of closed days (before `closed_before`; later days get theirs when they close)."""
     query = select(*_COLUMNS).where(Scan.id > low, Scan.id <= high)
     if since is not None:
         query = query.where(Scan.scanned_at >= since)
@@ -220,7 +273,7 @@ def _fold(session: Session, low: int, high: int, since: datetime | None = None) 
     if not new:
         return 0
     deltas = fold(new, _earlier_scans(session, new, low))
-    _add(session, deltas)
+    _add(session, deltas, closed_before)
     return len(new)
 
 
@@ -242,7 +295,15 @@ _COUNTERS = {
 _KEY = ("link_id", "dimension", "value", "start")
 
 
-def _add(session: Session, deltas: Deltas) -> None:
+def _key_order(table: type[HourlyBucket | DailyBucket]) -> Callable[[tuple], tuple]:
+    """Rows (link, dimension, value, start, ...) sorted as the table's primary key: B-tree writes in key
+    order touch each page once."""
+    if table is HourlyBucket:
+        return lambda row: (row[1], row[3], row[0], row[2])
+    return lambda row: (row[0], row[1], row[3], row[2])
+
+
+def _add(session: Session, deltas: Deltas, closed_before: date | None) -> None:
     """Add the deltas to the buckets: one upsert per bucket, INSERT ... ON CONFLICT DO UPDATE SET n = n + delta.
 
     Below SQLAlchemy's ORM and statement compiler, at the driver: a first rollup over a big table writes
@@ -252,6 +313,7 @@ def _add(session: Session, deltas: Deltas) -> None:
     """
     hours: dict[int, datetime] = {}
     days: dict[int, datetime] = {}
+    first_open_day = (closed_before - EPOCH.date()).days if closed_before else None  # in days since the epoch
     for table, buckets, starts, unit in (
         (HourlyBucket, deltas.hourly, hours, timedelta(hours=1)),
         (DailyBucket, deltas.daily, days, timedelta(days=1)),
@@ -260,6 +322,8 @@ def _add(session: Session, deltas: Deltas) -> None:
         for (link, dimension, value, number), counters in buckets.items():
             if not any(counters):
                 continue
+            if table is DailyBucket and (first_open_day is None or number >= first_open_day):
+                continue  # an open day: close_days writes it from the hourly buckets
             start = starts.get(number)
             if start is None:
                 start = starts[number] = EPOCH + unit * number
@@ -293,8 +357,7 @@ def _executemany(session: Session, table: type[HourlyBucket | DailyBucket], rows
         if start_value is None:
             start_value = starts[start] = to_start(start)
         converted.append((link_value, dimension, value, start_value, *counters))
-    # In primary-key order (link, dimension, start, value): B-tree inserts in key order touch each page once.
-    converted.sort(key=lambda row: (row[0], row[1], row[3], row[2]))
+    converted.sort(key=_key_order(table))
     placeholders = ", ".join("?" * (len(_KEY) + len(_COUNTERS[table])))
     session.connection().exec_driver_sql(_merge_sql(table, f"VALUES ({placeholders})"), converted)
 
@@ -302,7 +365,7 @@ def _executemany(session: Session, table: type[HourlyBucket | DailyBucket], rows
 def _copy_and_merge(session: Session, table: type[HourlyBucket | DailyBucket], rows: list[tuple]) -> None:
     connection = session.connection().connection.driver_connection  # psycopg's, in this transaction
     columns = ", ".join(_KEY + _COUNTERS[table])
-    rows.sort(key=lambda row: (row[0], row[1], row[3], row[2]))  # primary-key order: see _executemany
+    rows.sort(key=_key_order(table))
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE rollup_delta (LIKE {table.__tablename__}) ON COMMIT DROP")
         # Binary COPY: psycopg's C dumpers, ~5x less client time than text.

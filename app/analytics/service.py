@@ -20,9 +20,9 @@ import csv
 import io
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,7 +37,7 @@ from app.analytics.schemas import (
     TopCode,
     WorkspaceAnalytics,
 )
-from app.analytics.window import DAY, DaySpan, Window, day_spans, floor_day
+from app.analytics.window import DAY, HOUR, DaySpan, Window, day_spans, floor_day
 from app.errors import Invalid
 from app.qrcodes.service import get_code
 from app.scans.schemas import ScanOut
@@ -114,13 +114,23 @@ def _by_day(rows: Iterable[Sequence[Any]]) -> dict[tuple, Hours]:
     return grouped
 
 
+def _closed(closed_before: date | None) -> Callable[[datetime], bool]:
+    """Whether a UTC day has its daily buckets (app/analytics/rollup.py close_days); other days are read
+    from their hourly buckets, whose first_seen add up to the day's visitors."""
+    if closed_before is None:
+        return lambda day: False
+    first_open = datetime.combine(closed_before, time(), UTC)
+    return lambda day: day < first_open
+
+
 async def _tallies(
-    repo: BucketRepository, scope: Scope, window: Window, dimensions: Sequence[str]
+    repo: BucketRepository, scope: Scope, window: Window, dimensions: Sequence[str], closed: Callable[[datetime], bool]
 ) -> dict[tuple[uuid.UUID, str, str], Tally]:
     """(link_id, dimension, value) → its counts over the whole window."""
     spans = day_spans(window.start, window.end)
-    whole = [s for s in spans if s.whole]
-    partial = {s.day: s for s in spans if not s.whole}
+    # Closed whole days are consecutive (closed days come first, whole days are all but the ends): one range.
+    whole = [s for s in spans if s.whole and closed(s.day)]
+    partial = {s.day: s for s in spans if not (s.whole and closed(s.day))}
     tallies: dict[tuple[uuid.UUID, str, str], Tally] = defaultdict(Tally)
     if whole:
         for link_id, dimension, value, scans, bots, visitors in await repo.daily_sums(
@@ -129,43 +139,48 @@ async def _tallies(
             tallies[(link_id, dimension, value)].add(scans, bots, visitors)
     if partial:
         # Whole days of hourly buckets: a span inside a day is bounded with the hours around it.
-        rows = await repo.hourly(scope, [(day, day + DAY) for day in partial], dimensions)
+        rows = await repo.hourly(scope, [day + HOUR * h for day in partial for h in range(24)], dimensions)
         for (link_id, dimension, value, day), hours in _by_day(rows).items():
             tallies[(link_id, dimension, value)].add(*span_counts(hours, partial[day]))
     return tallies
 
 
-async def _series(repo: BucketRepository, scope: Scope, window: Window) -> list[SeriesPoint]:
+async def _series(
+    repo: BucketRepository, scope: Scope, window: Window, closed: Callable[[datetime], bool]
+) -> list[SeriesPoint]:
     spans = [day_spans(p.start, p.end) for p in window.points]
     days: dict[datetime, tuple[int, int, int]] = {}
-    if window.interval == "day":
-        # Whole UTC days come from daily buckets; so do local days, less the few hours on their other side.
-        days = {start.astimezone(UTC): (scans, bots, visitors)
-                for start, scans, bots, visitors in await repo.daily(scope, floor_day(window.start), _ceil_day(window.end))}
-    partial = [span for point in spans for span in point if not span.whole]
+    hours: list[datetime] = []
+    if window.interval == "hour":
+        hours = [p.start for p in window.points]
+    else:
+        # Closed days from their daily buckets; a local day's part of one is the day less the few hours on
+        # its other side. Open days (today) from all their hours.
+        closed_days = sorted({span.day for point in spans for span in point if closed(span.day)})
+        if closed_days:
+            days = {start.astimezone(UTC): (scans, bots, visitors) for start, scans, bots, visitors
+                    in await repo.daily(scope, closed_days[0], closed_days[-1] + DAY)}
+        hours = sorted({
+            span.day + HOUR * h
+            for point in spans for span in point if not (span.whole and closed(span.day))
+            for h in (_smaller_side(span) if closed(span.day) else range(24))
+        })
     hours_by_day: dict[datetime, Hours] = defaultdict(dict)
-    if partial:
-        needed = {h for span in partial for h in _smaller_side(span)} if window.interval == "day" else None
-        rows = await repo.hourly_series(scope, floor_day(window.start), _ceil_day(window.end), needed)
-        for start, *counters in rows:
-            start = start.astimezone(UTC)
-            hours_by_day[floor_day(start)][start.hour] = tuple(counters)  # type: ignore[assignment]
+    for start, *counters in await repo.hourly_series(scope, hours):
+        start = start.astimezone(UTC)
+        hours_by_day[floor_day(start)][start.hour] = tuple(counters)  # type: ignore[assignment]
     series = []
     for point, point_spans in zip(window.points, spans, strict=True):
         tally = Tally()
         for span in point_spans:
-            day = days.get(span.day)  # None: no scans that day (or interval=hour: hours are read whole)
-            if span.whole:
+            day = days.get(span.day)  # None: an open day, no scans that day, or interval=hour
+            if span.whole and closed(span.day):
                 if day:
                     tally.add(*day)
-            elif (hours := hours_by_day.get(span.day, {})) or day:
-                tally.add(*span_counts(hours, span, day))
+            elif (day_hours := hours_by_day.get(span.day, {})) or day:
+                tally.add(*span_counts(day_hours, span, day))
         series.append(SeriesPoint(ts=point.label, scans=tally.scans, unique=tally.unique, bots=tally.bots))
     return series
-
-
-def _ceil_day(at: datetime) -> datetime:
-    return at if at == floor_day(at) else floor_day(at) + DAY
 
 
 def _breakdowns(tallies: dict[tuple[uuid.UUID, str, str], Tally]) -> Breakdowns:
@@ -199,15 +214,18 @@ async def code_analytics(
     """A code's analytics over the window. A static code has none: scanning it never reaches this server."""
     code = await get_code(session, workspace_id, code_id)
     repo = BucketRepository(session)
+    # Read first: a day closed after this still has its hourly buckets, so either way the numbers hold.
+    as_of, closed_before = await repo.state()
     if code.link_id is not None:
-        tallies = await _tallies(repo, code.link_id, window, DIMENSIONS)
-        series = await _series(repo, code.link_id, window)
+        closed = _closed(closed_before)
+        tallies = await _tallies(repo, code.link_id, window, DIMENSIONS, closed)
+        series = await _series(repo, code.link_id, window, closed)
     else:
         tallies, series = {}, [SeriesPoint(ts=p.label, scans=0, unique=0, bots=0) for p in window.points]
     total = _total(tallies)
     return CodeAnalytics(
         code_id=code.id, from_=window.start, to=window.end, interval=window.interval, tz=window.tz,
-        as_of=await repo.as_of(), total=total.scans, unique=total.unique, bots=total.bots,
+        as_of=as_of, total=total.scans, unique=total.unique, bots=total.bots,
         unique_exact=exact(day_spans(window.start, window.end)), series=series, breakdowns=_breakdowns(tallies),
     )
 
@@ -216,7 +234,8 @@ async def workspace_analytics(
     session: AsyncSession, workspace_id: uuid.UUID, window: Window, top: int
 ) -> WorkspaceAnalytics:
     repo = BucketRepository(session)
-    tallies = await _tallies(repo, workspace_scope(workspace_id), window, ["all"])
+    as_of, closed_before = await repo.state()
+    tallies = await _tallies(repo, workspace_scope(workspace_id), window, ["all"], _closed(closed_before))
     codes = await repo.workspace_codes(workspace_id)
     total = _total(tallies)
     ranked = sorted(
@@ -224,7 +243,7 @@ async def workspace_analytics(
         key=lambda item: (-item[1].scans, -item[1].unique, -item[1].bots, str(item[0][1])),
     )
     return WorkspaceAnalytics(
-        from_=window.start, to=window.end, tz=window.tz, as_of=await repo.as_of(),
+        from_=window.start, to=window.end, tz=window.tz, as_of=as_of,
         total=total.scans, unique=total.unique, bots=total.bots,
         unique_exact=exact(day_spans(window.start, window.end)),
         top_codes=[

@@ -3,6 +3,7 @@ analytics`, on a broker database of their own, fold scans stored behind their ba
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -55,3 +56,21 @@ def test_beat_schedules_rollups_that_a_worker_runs(backend, redis_url, tmp_path)
         engine.dispose()
     assert list(tmp_path.glob("celerybeat-schedule*")), "beat kept no schedule file in its data directory"
     assert "analytics.rollup" in Path(tmp_path / "worker.log").read_text()
+
+
+@pytest.mark.e2e
+def test_qrflow_rollup_runs_it_by_hand(backend, tmp_path):
+    """The CLI, in a process of its own (which loads the rollup and nothing else of the workers')."""
+    engine = create_sync_engine(backend.settings)
+    [link] = new_links(engine, 1)
+    insert_scans(engine, [scan_row(link, datetime(2026, 4, 3, 9, tzinfo=UTC), visitor="cli")])
+    env = {**os.environ, "QRFLOW_DATABASE_URL": backend.settings.database_url, "QRFLOW_DATA_DIR": str(tmp_path)}
+    for argv in (["rollup"], ["rollup", "--rebuild", "--from", "2026-04-01"]):
+        done = subprocess.run([sys.executable, "-m", "app.cli", *argv], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "rolled up" in done.stderr
+        assert stored_buckets(engine, [link])[1][(link, "all", "", "2026-04-03")] == (1, 0, 1)
+    refused = subprocess.run([sys.executable, "-m", "app.cli", "rollup", "--from", "2026-04-01"], env=env,
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "--rebuild" in refused.stderr
+    engine.dispose()

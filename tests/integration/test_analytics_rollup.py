@@ -206,3 +206,20 @@ def test_buckets_hold_nothing_for_links_without_scans(engine, sessions):
     with engine.connect() as connection:
         for table in (HourlyBucket, DailyBucket):
             assert connection.scalar(select(func.count()).select_from(table).where(table.link_id == links[0])) == 0
+
+
+def test_a_day_gets_its_daily_buckets_when_it_is_over_and_late_scans_still_count(fresh):
+    engine, sessions = fresh
+    links = new_links(engine, 1)
+    day = datetime(2026, 5, 4, tzinfo=UTC)
+    insert_scans(engine, [scan_row(links[0], day + timedelta(hours=h), visitor=f"v{h % 3}") for h in range(10)])
+    rollups.rollup(sessions, now=lambda: day + timedelta(hours=12))  # the day is still open
+    hourly, daily = stored_buckets(engine, links)
+    assert hourly and not daily
+    report = rollups.rollup(sessions, now=lambda: day + timedelta(days=1, hours=1))
+    assert report.closed == 1 and rollups.read_state(sessions).closed_before == date(2026, 5, 5)
+    assert stored_buckets(engine, links)[1][(links[0], "all", "", "2026-05-04")] == (10, 0, 3)
+    # A late scan of the closed day goes to its hourly and its daily buckets.
+    insert_scans(engine, [scan_row(links[0], day + timedelta(hours=23), visitor="late")])
+    rollups.rollup(sessions, now=lambda: day + timedelta(days=1, hours=2))
+    assert_buckets_match_raw(engine, sessions, links)

@@ -22,15 +22,16 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=32), nullable=False),
     sa.Column('last_scan_id', sa.BigInteger(), nullable=False),
     sa.Column('as_of', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_before', sa.Date(), nullable=True),
     sa.Column('purged_before', sa.Date(), nullable=True),
     sa.Column('purge_cursor', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_analytics_state'))
     )
     op.create_table('analytics_daily',
-    sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('dimension', sa.String(length=8), nullable=False),
     sa.Column('start', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
     sa.Column('scans', sa.Integer(), nullable=False),
     sa.Column('bots', sa.Integer(), nullable=False),
@@ -39,9 +40,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('link_id', 'dimension', 'start', 'value', name=op.f('pk_analytics_daily'))
     )
     op.create_table('analytics_hourly',
-    sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('dimension', sa.String(length=8), nullable=False),
     sa.Column('start', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
     sa.Column('scans', sa.Integer(), nullable=False),
     sa.Column('bots', sa.Integer(), nullable=False),
@@ -49,7 +50,7 @@ def upgrade() -> None:
     sa.Column('first_seen', sa.Integer(), nullable=False),
     sa.Column('last_seen', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['link_id'], ['links.id'], name=op.f('fk_analytics_hourly_link_id_links'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('link_id', 'dimension', 'start', 'value', name=op.f('pk_analytics_hourly'))
+    sa.PrimaryKeyConstraint('dimension', 'start', 'link_id', 'value', name=op.f('pk_analytics_hourly'))
     )
     with op.batch_alter_table('scans', schema=None) as batch_op:
         batch_op.create_index('ix_scans_visitor', ['visitor'], unique=False)
