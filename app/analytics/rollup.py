@@ -104,11 +104,12 @@ def rollup(
         report.transactions += 1
         if report.caught_up or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
-    left = None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
-    report.closed = close_days(sessions, now=now, budget_seconds=left)
+    def left() -> float | None:  # what remains of the budget, at least a second for each step after the fold
+        return None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
+
+    report.closed = close_days(sessions, now=now, budget_seconds=left())
     if retention_days > 0:
-        left = None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
-        report.purged = purge_expired_scans(sessions, retention_days, now=now, budget_seconds=left)
+        report.purged = purge_expired_scans(sessions, retention_days, now=now, budget_seconds=left())
     log.info("analytics_rollup", **report.to_dict())
     return report
 

@@ -100,10 +100,6 @@ def test_day_spans_cut_a_range_at_utc_midnights():
 def test_a_range_inside_the_minutes_before_a_half_hour_zones_midnight_is_covered():
     """Found by the property test: 18:29–18:30 UTC is 23:59 in Kolkata, yet in the bucket of the next
     local day, whose midnight (18:30 UTC) is floored to 18:00 UTC. The window must still hold the range."""
-    from datetime import UTC, datetime
-
-    from app.analytics.window import resolve
-
     start = datetime(2026, 3, 26, 18, 29, tzinfo=UTC)
     window = resolve(start, datetime(2026, 3, 26, 18, 30, tzinfo=UTC), "day", "Asia/Kolkata", start)
     assert window.start <= start < window.end
