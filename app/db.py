@@ -26,6 +26,8 @@ NAMING_CONVENTION = {
 }
 
 
+# Foreign key columns name their type (Uuid): one left to take its target's type is NullType until the target's
+# module happens to be imported, and a process that loads only some tables (`qrflow rollup`) reads ids as strings.
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -17,13 +17,9 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, PrimaryKeyConstraint, String
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-# app.links.models for its table: link_id columns (the buckets', and Scan's) take their type from links.id,
-# which must be known when they are first used. A process that loads only the rollup (`qrflow rollup`) would
-# otherwise read link ids back as plain strings.
-import app.links.models  # noqa: F401
 from app.analytics.buckets import DIMENSION_NAMES
 from app.db import Base, UTCDateTime, utcnow
 from app.scans.models import Scan
@@ -37,7 +33,7 @@ class _Bucket:
     dimension: Mapped[str] = mapped_column(String(8), primary_key=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     # Buckets go with their link (a workspace removed with its links).
-    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
+    link_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
     scans: Mapped[int] = mapped_column(Integer)
     bots: Mapped[int] = mapped_column(Integer)

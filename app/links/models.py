@@ -16,7 +16,7 @@ class Link(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
     # Slugs stay reserved after deletion, so a printed code never starts pointing somewhere else.
     slug: Mapped[str] = mapped_column(String(64), unique=True)

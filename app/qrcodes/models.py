@@ -28,14 +28,14 @@ class QRCode(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The exact string in the symbol: a decoder reads back this and nothing else.
     content: Mapped[str] = mapped_column(Text)
     style: Mapped[dict[str, Any]] = mapped_column(JSON)
     title: Mapped[str | None] = mapped_column(String(200))
-    link_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("links.id"), unique=True)
+    link_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("links.id"), unique=True)
     status: Mapped[Status] = mapped_column(String(10), default=Status.PENDING)
     error: Mapped[str | None] = mapped_column(Text)
     # {format: etag}; the etag is the image's SHA-256, and names its file in storage.
@@ -67,7 +67,7 @@ class QRCodeTag(Base):
     __table_args__ = (Index("ix_qrcode_tags_tag", "tag", "code_id"),)
 
     code_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("qrcodes.id", ondelete="CASCADE"), primary_key=True
+        Uuid, ForeignKey("qrcodes.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)

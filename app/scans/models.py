@@ -34,7 +34,7 @@ class Scan(Base):
     id: Mapped[int] = mapped_column(_SEQUENCE, primary_key=True, autoincrement=True)
     # The event's id: a redelivered batch inserts nothing twice (ON CONFLICT (event_id) DO NOTHING).
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
-    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
+    link_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("links.id", ondelete="CASCADE"))
     # When the person scanned (the gateway's clock), not when the row was written.
     scanned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

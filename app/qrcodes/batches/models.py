@@ -17,7 +17,7 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(8))  # "json" or "csv": what row numbers count
     # Image formats the archive holds (every format is rendered; these are the ones the client asked for).
     formats: Mapped[list[str]] = mapped_column(JSON)
@@ -34,7 +34,7 @@ class BatchItem(Base):
 
     __tablename__ = "batch_items"
 
-    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
     row: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     # Unique: a code is in one batch at most; the index also serves "is this code in a batch?".
-    code_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("qrcodes.id", ondelete="CASCADE"), unique=True)
+    code_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("qrcodes.id", ondelete="CASCADE"), unique=True)
