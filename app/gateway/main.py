@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Traced by opentelemetry-instrumentation-fastapi (app/telemetry.py); FastAPI's own tracing would
+        # otherwise look at every request, redirects included, only to find that it has nothing to do.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
     )
