@@ -13,8 +13,10 @@ each publish in the context captured when it was queued, so the request id and t
 from __future__ import annotations
 
 import contextvars
+import functools
 import queue
 import threading
+from collections.abc import Callable
 
 import structlog
 from celery import Celery
@@ -89,3 +91,11 @@ class EventPublisher:
             except queue.Full:
                 return
             thread.join(timeout)
+
+
+def task_publisher(task_name: str) -> Callable[[list[str]], bool]:
+    """`publish_many` of one task on the platform's Celery app: what a process that only publishes (the
+    scan shipper) builds for itself."""
+    from workers.celery_app import celery_app
+
+    return functools.partial(EventPublisher(celery_app).publish_many, task_name)

@@ -67,9 +67,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
 
     # Scans (app/scans/spool.py): each redirect appends its event to a spool file in data_dir/spool; a
-    # flusher publishes them as one scans.record task per batch of up to scan_batch_max_events, at least
-    # every scan_flush_interval_ms. Past scan_spool_max_bytes (a very long broker outage) new scans are
-    # still redirected but dropped and counted (qrflow_scans_dropped_total).
+    # shipper process publishes them as one scans.record task per segment of up to scan_batch_max_events,
+    # closed after at most scan_flush_interval_ms. Past scan_spool_max_bytes (a very long broker outage)
+    # new scans are still redirected but dropped and counted (qrflow_scans_dropped_total).
     scan_batch_max_events: int = Field(1000, ge=1, le=10_000)
     scan_flush_interval_ms: int = Field(250, ge=10, le=10_000)
     scan_spool_max_bytes: int = Field(1024**3, ge=1024 * 1024)

@@ -131,6 +131,9 @@ def _answers(url: str, status: int) -> bool:
         return False
 
 
+_CHILDREN = {"worker": "worker pool", "gateway": "gateway's scan shipper"}
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """user+system CPU seconds of each role; a role's child processes (the worker's pool) count apart."""
     totals: dict[str, float] = {}
@@ -141,7 +144,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             # This process is the parent of every service: its own CPU only, or they would count twice.
             children = [] if pid == os.getpid() else root.children(recursive=True)
             if children:
-                totals[f"{name} pool"] = sum(sum(c.cpu_times()[:2]) for c in children)
+                totals[_CHILDREN.get(name, f"{name} children")] = sum(sum(c.cpu_times()[:2]) for c in children)
         except psutil.NoSuchProcess:
             continue
     return totals

@@ -7,7 +7,7 @@ Both measured in one run, so that their ratio compares (absolute figures drift w
             no-store), served by uvicorn as `qrflow api` serves the gateway (one process, uvloop and
             httptools when installed, no access log)
   gateway   a real `qrflow api` (SQLite, its own Redis) with recording on: the link from the in-process
-            cache, each scan into the spool, the flusher publishing batches to a real `qrflow worker
+            cache, each scan into the spool, its shipper process publishing batches to a real `qrflow worker
             -Q scans -c 1` (as `qrflow up` runs it) that stores them meanwhile
 Each is driven by `wrk -t1 -c{N} -d{S}s --latency` with a phone's User-Agent (a scan without one is a bot,
 stored but not counted in scans_total), after a 2 s warm-up run that is discarded. A Lua done() hook

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,7 +24,6 @@ from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
 from app.messaging import EventPublisher
-from app.scans.events import ScanRecorded
 from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
@@ -62,13 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.link_cache = LinkCache(app.state.sessions, settings.redis_url)
         await app.state.link_cache.start()
-        spool = ScanSpool(
-            settings.spool_dir,
-            functools.partial(app.state.publisher.publish_many, ScanRecorded.task_name),
-            max_batch=settings.scan_batch_max_events,
-            interval=settings.scan_flush_interval_ms / 1000,
-            max_bytes=settings.scan_spool_max_bytes,
-        )
+        spool = ScanSpool(settings)
         spool.open()
         app.state.spool = spool
         caps = ScanCaps(settings.redis_url)
@@ -79,7 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            # Scans first: what the spool publishes on its way out goes through the publisher.
             await anyio.to_thread.run_sync(spool.close)
             if limiter is not None:
                 await limiter.close()

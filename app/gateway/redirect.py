@@ -3,7 +3,7 @@
 A person is waiting on a phone, so the answer must be fast and must not depend on the broker:
 - the link comes from the in-process cache (app/links/cache.py), the database only on a miss;
 - the scan is appended to the local spool (app/scans/spool.py) before the 302 is sent: no SQL write, no
-  broker publish per request; the spool's flusher publishes scans in batches;
+  broker publish per request; the spool's shipper process publishes scans in batches;
 - it is served by pure ASGI code in front of FastAPI's whole stack (RedirectRoutes): a FastAPI route
   measured a third of a plain one here (shared/MEASUREMENTS.md), and the tracing middleware alone costs
   about as much as the redirect. It shares the app's settings, its state (set up by the lifespan), the

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -133,7 +134,7 @@ def test_broker_down_redirects_keep_answering_and_scans_arrive_when_it_is_back(p
         assert _metric(client, "qrflow_scan_spool_depth") == 200
         deadline = time.monotonic() + 30
         while _metric(client, "qrflow_scan_publish_failures_total") < 1:
-            assert time.monotonic() < deadline, "the flusher never noticed the broker was gone"
+            assert time.monotonic() < deadline, "the shipper never noticed the broker was gone"
             time.sleep(0.2)
 
         platform.broker.start()
@@ -150,14 +151,35 @@ def test_a_gateway_killed_after_answering_loses_no_scan(platform, alice):
         code = dynamic_code(client, alice)
         for _ in range(50):
             assert scan(client, code["slug"]).status_code == 302
+    shipper = _shipper(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # Its shipper sees it gone and exits: the dead gateway's spool is now whoever adopts it.
+    shipper.wait(5)
     spooled = b"".join(p.read_bytes() for p in (platform.tmp_path / "data" / "spool").glob("*/seg-*.jsonl"))
     assert spooled.count(b"\n") == 50
     assert platform.stored(code["slug"]) == (0, 0)
 
     platform.start_gateway()  # adopts the dead process's spool
     assert platform.wait_stored(code["slug"], 50) == (50, 50)
+
+
+def test_a_shipper_killed_is_restarted_and_loses_no_scan(platform, alice):
+    gateway = platform.start_gateway(QRFLOW_SCAN_FLUSH_INTERVAL_MS="100")
+    platform.start_worker()
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        for _ in range(30):
+            assert scan(client, code["slug"]).status_code == 302
+        shipper = _shipper(gateway.pid)
+        shipper.send_signal(signal.SIGKILL)
+        shipper.wait(5)
+        for _ in range(30):
+            assert scan(client, code["slug"]).status_code == 302
+        assert platform.wait_stored(code["slug"], 60) == (60, 60)
+        restarted = _shipper(gateway.pid)
+        assert restarted.pid != shipper.pid
+        assert _metric(client, "qrflow_scan_spool_depth") == 0
 
 
 def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alice):
@@ -183,6 +205,12 @@ def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, ba
             assert scan(gateway, code["slug"]).status_code == 302
         wait_for_retry(retried, "scans.record")
     assert wait_for_scans(gateway, alice, code["id"], 5, timeout=60)["scans_total"] == 5
+
+
+def _shipper(gateway_pid: int) -> psutil.Process:
+    """The gateway's scan shipper (multiprocessing also starts its resource tracker beside it)."""
+    (shipper,) = [p for p in psutil.Process(gateway_pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    return shipper
 
 
 def _metric(client: httpx.Client, name: str) -> float:
