@@ -16,8 +16,15 @@ from app.settings import Settings
 from app.supervisor import Service, Supervisor, _die_with_parent
 
 # One worker per queue, so operators see each in Flower and a flood of one kind of work cannot starve
-# another. qr is CPU-bound and gets a process per core; the others do I/O and need one.
-WORKERS = (("qr", 0), ("scans", 1), ("analytics", 1), ("default", 1))
+# another. qr and scans are CPU-bound (rendering; parsing, enriching and inserting 1,000-scan batches) and
+# get a process per core (concurrency 0): a second scans process drains a backlog 22% faster on two cores
+# (bench/ingest.py). The others do I/O and need one.
+WORKERS = (("qr", 0), ("scans", 0), ("analytics", 1), ("default", 1))
+
+
+def worker_arguments(queue: str) -> list[str]:
+    """`qrflow worker` arguments for one queue's worker, as `qrflow up` runs it (the benchmarks too)."""
+    return ["-Q", queue, "-c", str(dict(WORKERS)[queue])]
 
 
 def _ensure_redis(settings: Settings, console: Console) -> tuple[str, redis_server.RedisServer | None]:
@@ -91,7 +98,7 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
         qrflow = [sys.executable, "-m", "app.cli"]
         services = [
             Service("api", [*qrflow, "api"]),
-            *(Service(f"worker-{q}", [*qrflow, "worker", "-Q", q, "-c", str(c)]) for q, c in WORKERS),
+            *(Service(f"worker-{q}", [*qrflow, "worker", *worker_arguments(q)]) for q, _ in WORKERS),
             Service("beat", [*qrflow, "beat"]),
             Service("flower", [*qrflow, "flower"]),
         ]

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/ingest.py [--duration SECONDS] [--connections N]
 
-A real platform (its own Redis, `qrflow api` on SQLite, `qrflow worker -Q scans -c 1` as `qrflow up` runs
-it); one dynamic code; after a 2 s warm-up whose scans are stored first, `wrk -t1 -c{N} -d{S}s` drives
+A real platform (its own Redis, `qrflow api` on SQLite, `qrflow worker -Q scans -c 0`, a process per core, as
+`qrflow up` runs it); one dynamic code; after a 2 s warm-up whose scans are stored first, `wrk -t1 -c{N} -d{S}s` drives
 GET /r/{slug} at full speed (with a phone's User-Agent) while this script samples, every 0.5 s:
   answered  the gateway's /metrics qrflow_http_requests_total{method="GET",route="/r/{slug}",status="302"}
   stored    SELECT count(*) FROM scans (read-only SQLite connection)
@@ -34,6 +34,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/ingest.py` puts bench/, not the project, on sys.path
 
+from app.launcher import worker_arguments  # noqa: E402
 from bench.common import (  # noqa: E402
     console,
     cpu_seconds,
@@ -213,8 +214,8 @@ def main() -> None:
         "load_average_before": load_average(),
     }
     console.print(f"ingest benchmark: wrk -t1 -c{args.connections} -d{args.duration}s against the gateway, "
-                  f"worker -Q scans -c 1; {context['cores']} cores")
-    with temp_dir("qrflow-bench-ingest-") as tmp, platform_running(tmp, ["-Q", "scans", "-c", "1"]) as (base, key, db, pids):
+                  f"worker {' '.join(worker_arguments('scans'))}; {context['cores']} cores")
+    with temp_dir("qrflow-bench-ingest-") as tmp, platform_running(tmp, worker_arguments("scans")) as (base, key, db, pids):
         code = create_dynamic_code(base, key)
         results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, wrk_script(tmp),
                       pids | {"bench": os.getpid()})

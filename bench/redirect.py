@@ -8,7 +8,7 @@ Both measured in one run, so that their ratio compares (absolute figures drift w
             httptools when installed, no access log)
   gateway   a real `qrflow api` (SQLite, its own Redis) with recording on: the link from the in-process
             cache, each scan into the spool, its shipper process publishing batches to a real `qrflow worker
-            -Q scans -c 1` (as `qrflow up` runs it) that stores them meanwhile
+            -Q scans -c 0` (a process per core, as `qrflow up` runs it) that stores them meanwhile
 Each is driven by `wrk -t1 -c{N} -d{S}s --latency` with a phone's User-Agent (a scan without one is a bot,
 stored but not counted in scans_total), after a 2 s warm-up run that is discarded. A Lua done() hook
 gives the exact figures (req/s, p50, p99). Goals (the issue): gateway/bare >= 0.5, p99 <= 10 ms at 64
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/redirect.py` puts bench/, not the project, on sys.path
 
 from app import redis_server  # noqa: E402
+from app.launcher import worker_arguments  # noqa: E402
 from bench.common import (  # noqa: E402
     console,
     cpu_seconds,
@@ -125,7 +126,7 @@ def wait_stored(base: str, key: str, db: Path, code_id: str, slug: str) -> tuple
 
 
 def gateway_rate(tmp: Path, seconds: int, connections: int, script: Path) -> dict[str, Any]:
-    with platform_running(tmp, ["-Q", "scans", "-c", "1"]) as (base, key, db, pids):
+    with platform_running(tmp, worker_arguments("scans")) as (base, key, db, pids):
         code = create_dynamic_code(base, key)
         code_id, slug = code["id"], code["slug"]
         url = f"{base}/r/{slug}"
