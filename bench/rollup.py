@@ -184,7 +184,9 @@ async def read_latencies(settings: Settings, code_id: uuid.UUID, key: str, reque
     import httpx
 
     from app.gateway.main import create_app
+    from app.logging import configure_logging
 
+    configure_logging(settings, service="bench")
     app = create_app(settings)
     headers = {"Authorization": f"Bearer {key}"}
     year = {"from": (now - timedelta(days=365)).date().isoformat(), "to": now.date().isoformat(), "interval": "day"}
@@ -260,7 +262,10 @@ def run_backend(backend: Backend, args: argparse.Namespace, now: datetime, redis
         baseline.append(seconds)
     console.print(f"  incremental {[round(s, 3) for s in incremental]} s; into an empty table {[round(s, 3) for s in baseline]} s")
 
-    read_settings = big.model_copy(update={"redis_url": redis_url, "data_dir": backend.workdir / "gateway"})
+    # Warnings only: a log line per request would bury the results.
+    read_settings = big.model_copy(
+        update={"redis_url": redis_url, "data_dir": backend.workdir / "gateway", "log_level": "WARNING"}
+    )
     latencies = asyncio.run(read_latencies(read_settings, code_id, key, args.requests, now))
     ratio = statistics.median(incremental) / statistics.median(baseline)
     return {

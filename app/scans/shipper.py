@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -42,6 +43,8 @@ _ABANDONED_CLAIM_SECONDS = 60
 def ship(settings: Settings, directory: Path, state: ShipperState, woken: Connection) -> None:
     """The shipper process's entry point. `woken`: the read end of a pipe the gateway writes to when it
     closes a segment."""
+    # Ctrl-C in a terminal reaches the whole process group; the gateway decides when its shipper stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings, service="scan-shipper")
     publish = task_publisher(ScanRecorded.task_name)
     Shipper(settings, directory, state, woken, publish).run()

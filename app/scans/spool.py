@@ -120,15 +120,15 @@ class ScanSpool:
 
     def _tick(self) -> None:
         """Every `interval`: close a segment that has waited long enough; keep a shipper running."""
-        with self._lock:
+        with self._lock:  # and so not once close() has begun, which lets the shipper exit
             if self._closed:
                 return
             if self._waiting:
                 self._rotate()
-        if self._shipper is not None and not self._shipper.is_alive():
-            log.error("scan_shipper_died", exitcode=self._shipper.exitcode)
-            self._start_shipper()
-        self._timer = self._loop.call_later(self._interval, self._tick)
+            if self._shipper is not None and not self._shipper.is_alive():
+                log.error("scan_shipper_died", exitcode=self._shipper.exitcode)
+                self._start_shipper()
+        self._loop.call_later(self._interval, self._tick)
 
     def _rotate(self) -> None:
         """Open the next segment, then close the current one (the order the shipper relies on); the lock
@@ -171,7 +171,7 @@ class ScanSpool:
         self._closed = False
         self._start_shipper()
         self._loop = asyncio.get_running_loop()
-        self._timer = self._loop.call_later(self._interval, self._tick)
+        self._loop.call_later(self._interval, self._tick)
         _OPEN_SPOOLS.add(self)
 
     def close(self, timeout: float = 5.0) -> None:
