@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     flower_user: str = "admin"
     # Empty in development means: generate one on first start and keep it in data_dir.
     flower_password: SecretStr = SecretStr("")
+    # What the gateway's /metrics asks for, as `Authorization: Bearer <token>` (Prometheus sends it, see
+    # deploy/prometheus.yml). Empty: /metrics is open, which only development allows.
+    metrics_token: SecretStr = SecretStr("")
 
     log_level: str = "INFO"
     # Empty means console in development, json in production.

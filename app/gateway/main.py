@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import anyio
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import FastAPI, Header, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
@@ -101,8 +103,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     batches.install(app)  # with its request body in the document
 
+    metrics_token = settings.metrics_token.get_secret_value()
+    if settings.environment == "production" and not metrics_token:
+        raise RuntimeError("set QRFLOW_METRICS_TOKEN: in production the gateway does not serve /metrics to anyone")
+
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(authorization: Annotated[str, Header()] = "") -> Response:
+        if metrics_token and not secrets.compare_digest(authorization.encode(), f"Bearer {metrics_token}".encode()):
+            raise HTTPException(401, "send Authorization: Bearer <QRFLOW_METRICS_TOKEN>", headers={"WWW-Authenticate": "Bearer"})
         # In a thread: the queue-depth collector asks Redis (short timeouts), which must not block the loop.
         payload = await anyio.to_thread.run_sync(telemetry.metrics_payload, queue_depth)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)

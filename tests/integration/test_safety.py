@@ -532,3 +532,25 @@ def test_nosniff_everywhere_and_a_strict_csp_on_any_other_html(backend, alice):
         for response in (client.get("/healthz"), client.get("/v1/qrcodes", headers=alice.headers), client.get("/v2/nothing")):
             assert response.headers["x-content-type-options"] == "nosniff"
             assert "content-security-policy" not in response.headers  # JSON: nothing to frame or run
+
+
+# --- /metrics ----------------------------------------------------------------------------------------
+
+
+def test_metrics_ask_for_the_token_when_one_is_set(backend):
+    with client_for(backend, metrics_token="s3cret-token") as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.json()["code"] == "unauthorized"
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "qrflow_" not in refused.text
+        served = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+        assert served.status_code == 200
+        assert "qrflow_http_requests_total" in served.text
+
+
+def test_production_will_not_serve_metrics_without_a_token(backend):
+    with pytest.raises(RuntimeError, match="QRFLOW_METRICS_TOKEN"):
+        create_app(settings_for(backend, environment="production"))
+    create_app(settings_for(backend, environment="production", metrics_token="s3cret-token"))

@@ -460,4 +460,9 @@ def test_prometheus_scrapes_the_gateway_and_flower_as_compose_runs_them():
     secret = workers_job["basic_auth"]["password_file"].removeprefix("/run/secrets/")
     assert secret in prometheus["secrets"]
     assert compose["secrets"][secret] == {"environment": "QRFLOW_FLOWER_PASSWORD"}
+    # The gateway's /metrics asks for QRFLOW_METRICS_TOKEN in production: Prometheus sends it.
+    assert gateway_job["authorization"]["type"] == "Bearer"
+    token = gateway_job["authorization"]["credentials_file"].removeprefix("/run/secrets/")
+    assert token in prometheus["secrets"]
+    assert compose["secrets"][token] == {"environment": "QRFLOW_METRICS_TOKEN"}
     assert "healthcheck" in prometheus
