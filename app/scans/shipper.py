@@ -73,6 +73,7 @@ class Shipper:
         self._adopted: dict[Path, int] = {}  # a dead gateway's directory → our fd holding its lock
 
     def run(self) -> None:
+        self._state.adopted_waiting.value = 0
         next_adoption = 0.0
         backoff = 0.0
         while True:
@@ -109,31 +110,31 @@ class Shipper:
     def _publish_ready(self, *, final: bool) -> bool:
         own = sorted(self._dir.glob(SEGMENT_GLOB))
         for path in own if final else own[:-1]:
-            size = self._publish_segment(path)
-            if size is None:
+            published = self._publish_segment(path)
+            if published is None:
                 return False
-            self._state.published_own_bytes.value += size
+            self._state.published_own.value += published[0]
+            self._state.published_own_bytes.value += published[1]
         for directory in list(self._adopted):
             for path in sorted(directory.glob(SEGMENT_GLOB)):
-                if self._publish_segment(path) is None:
+                published = self._publish_segment(path)
+                if published is None:
                     return False
+                self._state.adopted_waiting.value -= published[0]
             release_directory(directory, self._adopted.pop(directory))
         return True
 
-    def _publish_segment(self, path: Path) -> int | None:
-        """Publish a whole segment and delete it; its size in bytes, or None if the broker refused it."""
+    def _publish_segment(self, path: Path) -> tuple[int, int] | None:
+        """Publish a whole segment and delete it: (events, bytes), or None if the broker refused it."""
         data = path.read_bytes()
-        # Lines go out as they are: the worker validates each event (a line torn by a failed write, whose
-        # scan append() reported as dropped, is refused there and logged).
-        # Split on b"\n" only: str.splitlines would also split inside a user agent holding U+0085.
-        events = [line.decode("utf-8", "replace") for line in data.split(b"\n") if line]
+        events = _events(data)
         for start in range(0, len(events), self._max_batch):
             if not self._publish(events[start : start + self._max_batch]):
                 self._state.failures.value += 1
                 return None
         path.unlink(missing_ok=True)
         self._state.published.value += len(events)
-        return len(data)
+        return len(events), len(data)
 
     def _adopt_orphans(self) -> None:
         for directory in self._root.iterdir():
@@ -152,7 +153,14 @@ class Shipper:
             except BlockingIOError:  # its gateway (or another shipper) holds it
                 os.close(fd)
                 continue
-            scans = sum(path.read_bytes().count(b"\n") for path in directory.glob(SEGMENT_GLOB))
+            scans = sum(len(_events(path.read_bytes())) for path in directory.glob(SEGMENT_GLOB))
             self._adopted[directory] = fd
-            self._state.adopted.value += scans
+            self._state.adopted_waiting.value += scans
             log.info("scan_spool_adopted", directory=directory.name, scans=scans)
+
+
+def _events(segment: bytes) -> list[str]:
+    """A segment's events, each line as it is: the worker validates them (a line torn by a failed write,
+    whose scan append() reported as dropped, is refused there and logged). Split at newline bytes only:
+    str.splitlines would also split inside a user agent holding U+0085."""
+    return [line.decode("utf-8", "replace") for line in segment.split(b"\n") if line]

@@ -73,8 +73,12 @@ class ShipperState:
         # Unlocked: each has one writer, and an aligned 64-bit load or store is atomic; the redirect reads
         # published_own_bytes on every scan.
         self.published = _PROCESSES.RawValue("q", 0)  # events accepted by the broker, adopted ones included
-        self.published_own_bytes = _PROCESSES.RawValue("q", 0)  # of this gateway's own segments
-        self.adopted = _PROCESSES.RawValue("q", 0)  # events found in dead gateways' directories
+        self.published_own = _PROCESSES.RawValue("q", 0)  # events of this gateway's own segments
+        self.published_own_bytes = _PROCESSES.RawValue("q", 0)  # and their bytes
+        # Events in dead gateways' directories that the shipper holds and has not published yet. A shipper
+        # sets it to 0 when it starts: a dead predecessor's adoptions were unlocked with it, and are
+        # adopted (and counted) again.
+        self.adopted_waiting = _PROCESSES.RawValue("q", 0)
         self.failures = _PROCESSES.RawValue("q", 0)  # publishes the broker did not accept
         self.stopping = _PROCESSES.RawValue("b", 0)  # the gateway has closed its last segment
 
@@ -215,7 +219,7 @@ class ScanSpool:
 
     def depth(self) -> int:
         """Scan events on local disk, waiting for the broker (this gateway's and those its shipper adopted)."""
-        return self._spooled + self._state.adopted.value - self._state.published.value
+        return self._spooled - self._state.published_own.value + self._state.adopted_waiting.value
 
 
 def release_directory(directory: Path, lock_fd: int) -> None:

@@ -162,6 +162,9 @@ def test_a_gateway_killed_after_answering_loses_no_scan(platform, alice):
 
     platform.start_gateway()  # adopts the dead process's spool
     assert platform.wait_stored(code["slug"], 50) == (50, 50)
+    with platform.client() as client:
+        assert _metric(client, "qrflow_scans_published_total") == 50
+        assert _metric(client, "qrflow_scan_spool_depth") == 0
 
 
 def test_a_shipper_killed_is_restarted_and_loses_no_scan(platform, alice):
