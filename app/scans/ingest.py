@@ -76,11 +76,22 @@ def _existing_links(session: Session, link_ids: set[uuid.UUID]) -> set[uuid.UUID
 
 
 def _salts(session: Session, days: set[date]) -> dict[date, bytes]:
-    """Each day's salt, created by whichever worker needs it first (the primary key settles races)."""
-    session.execute(
-        _insert(session, VisitorSalt.__table__).on_conflict_do_nothing(index_elements=["day"]),
-        [{"day": day, "salt": secrets.token_bytes(32)} for day in days],
-    )
+    """Each day's salt, created by whichever worker needs it first (the primary key settles races).
+
+    Read first: a day's salt exists from its first batch on, so writing one is rare. On SQLite the batch's
+    first write is then its INSERT of scans, and the work before it (enriching, hashing) does not hold
+    the database's one write lock while another scans worker process waits for it."""
+    salts = _read_salts(session, days)
+    if missing := days - salts.keys():
+        session.execute(
+            _insert(session, VisitorSalt.__table__).on_conflict_do_nothing(index_elements=["day"]),
+            [{"day": day, "salt": secrets.token_bytes(32)} for day in missing],
+        )
+        salts = _read_salts(session, days)
+    return salts
+
+
+def _read_salts(session: Session, days: set[date]) -> dict[date, bytes]:
     rows = session.execute(select(VisitorSalt.day, VisitorSalt.salt).where(VisitorSalt.day.in_(days)))
     return {day: salt for day, salt in rows}
 
