@@ -108,6 +108,7 @@ def worker(
     if unknown:
         raise typer.BadParameter(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
     settings = get_settings()
+    os.nice(settings.worker_nice)  # the pool's processes inherit it
     processes = concurrency or settings.worker_concurrency or os.cpu_count() or 1
     name = f"{queues.replace(',', '+')}@%h"
     _celery(

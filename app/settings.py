@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     render_republish_after_seconds: int = Field(120, ge=5)
     render_republish_interval_seconds: float = Field(60.0, gt=0)
     worker_concurrency: int = Field(0, ge=0)  # 0: one process per core
+    # How far workers lower their CPU priority (nice) below the gateway's. On a host they share, the
+    # redirect (someone waiting on a phone) goes first and a backlog, durable in the spool and the queue,
+    # waits: measured in README's redirect and ingest benchmarks. 0 keeps them level.
+    worker_nice: int = Field(10, ge=0, le=19)
 
     # Safety (app/gateway/ratelimit.py, idempotency.py, limits.py).
     # Requests per API key on /v1, a moving window in Redis, e.g. "600/minute"; empty turns it off.

@@ -199,6 +199,9 @@ def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alic
     assert platform.wait_stored(code["slug"], 6000, timeout=120) == (6000, 6000)
     logged = b"".join(p.read_bytes() for p in platform.tmp_path.glob("worker-*.log")).decode()
     assert "WorkerLostError" in logged or "exited with 'signal 9" in logged, "no batch was running when killed"
+    # QRFLOW_WORKER_NICE (10): on a shared host the redirect goes first; the pool, restarted too, inherits it.
+    main = psutil.Process(worker.pid)
+    assert {process.nice() for process in [main, *main.children()]} == {10}
 
 
 def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
