@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from app.analytics import service
 from app.analytics.events import RollupRequested
 from app.analytics.schemas import CodeAnalytics, WorkspaceAnalytics
-from app.analytics.window import MAX_POINTS, Interval, resolve
+from app.analytics.window import MAX_POINTS, Interval, Window, resolve
 from app.db import utcnow
 from app.gateway.deps import Reader, SessionDep, require
 from app.gateway.errors import error_responses
@@ -49,6 +49,14 @@ class CSVStream(StreamingResponse):
     media_type = "text/csv"
 
 
+async def series_window(from_: From = None, to: To = None, interval: IntervalQuery = "day", tz: Tz = None) -> Window:
+    """The range and points of a code's series: the same query on its JSON and its CSV route."""
+    return resolve(from_, to, interval, tz, utcnow())
+
+
+SeriesWindow = Annotated[Window, Depends(series_window)]
+
+
 @router.get(
     "/v1/qrcodes/{code_id}/analytics",
     response_model=CodeAnalytics,
@@ -58,15 +66,8 @@ class CSVStream(StreamingResponse):
     "scans: scanning it never reaches this server.",
 )
 async def code_analytics(
-    code_id: uuid.UUID,
-    principal: Reader,
-    session: SessionDep,
-    from_: From = None,
-    to: To = None,
-    interval: IntervalQuery = "day",
-    tz: Tz = None,
+    code_id: uuid.UUID, principal: Reader, session: SessionDep, window: SeriesWindow
 ) -> CodeAnalytics:
-    window = resolve(from_, to, interval, tz, utcnow())
     return await service.code_analytics(session, principal.workspace_id, code_id, window)
 
 
@@ -80,15 +81,8 @@ async def code_analytics(
     summary="A code's series as CSV",
 )
 async def code_analytics_csv(
-    code_id: uuid.UUID,
-    principal: Reader,
-    session: SessionDep,
-    from_: From = None,
-    to: To = None,
-    interval: IntervalQuery = "day",
-    tz: Tz = None,
+    code_id: uuid.UUID, principal: Reader, session: SessionDep, window: SeriesWindow
 ) -> StreamingResponse:
-    window = resolve(from_, to, interval, tz, utcnow())
     analytics = await service.code_analytics(session, principal.workspace_id, code_id, window)
     return CSVStream(service.series_csv(analytics), headers=_attachment(f"qrcode-{code_id}-analytics.csv"))
 
