@@ -95,7 +95,6 @@ class ScanSpool:
         self._closed = True
         self._spooled = 0
         self._written_bytes = 0
-        self._shipper: SpawnProcess | None = None
 
     @property
     def directory(self) -> Path:
@@ -129,7 +128,7 @@ class ScanSpool:
                 return
             if self._waiting:
                 self._rotate()
-            if self._shipper is not None and not self._shipper.is_alive():
+            if not self._shipper.is_alive():
                 log.error("scan_shipper_died", exitcode=self._shipper.exitcode)
                 self._start_shipper()
         self._loop.call_later(self._interval, self._tick)
@@ -189,12 +188,11 @@ class ScanSpool:
             os.close(self._fd)
         self._state.stopping.value = 1
         self._wake_shipper()
-        if self._shipper is not None:
-            self._shipper.join(timeout)
-            if self._shipper.is_alive():
-                log.warning("scan_shipper_slow_to_stop", timeout=timeout)
-                self._shipper.kill()
-                self._shipper.join()
+        self._shipper.join(timeout)
+        if self._shipper.is_alive():
+            log.warning("scan_shipper_slow_to_stop", timeout=timeout)
+            self._shipper.kill()
+            self._shipper.join()
         _OPEN_SPOOLS.discard(self)
         self._wake.close()
         self._woken.close()
@@ -203,7 +201,7 @@ class ScanSpool:
     def _start_shipper(self) -> None:
         from app.scans.shipper import ship  # the shipper's imports (Celery) load in its process only
 
-        self._shipper = _PROCESSES.Process(
+        self._shipper: SpawnProcess = _PROCESSES.Process(
             target=ship,
             args=(self._settings, self._dir, self._state, self._woken),
             name="qrflow-scan-shipper",
