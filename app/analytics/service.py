@@ -123,14 +123,19 @@ def _closed(closed_before: date | None) -> Callable[[datetime], bool]:
     return lambda day: day < first_open
 
 
+def _daily_only(span: DaySpan, closed: Callable[[datetime], bool]) -> bool:
+    """Whether a span is counted from its day's daily buckets alone: the whole of a closed day."""
+    return span.whole and closed(span.day)
+
+
 async def _tallies(
     repo: BucketRepository, scope: Scope, window: Window, dimensions: Sequence[str], closed: Callable[[datetime], bool]
 ) -> dict[tuple[uuid.UUID, str, str], Tally]:
     """(link_id, dimension, value) → its counts over the whole window."""
     spans = day_spans(window.start, window.end)
     # Closed whole days are consecutive (closed days come first, whole days are all but the ends): one range.
-    whole = [s for s in spans if s.whole and closed(s.day)]
-    partial = {s.day: s for s in spans if not (s.whole and closed(s.day))}
+    whole = [s for s in spans if _daily_only(s, closed)]
+    partial = {s.day: s for s in spans if not _daily_only(s, closed)}
     tallies: dict[tuple[uuid.UUID, str, str], Tally] = defaultdict(Tally)
     if whole:
         for link_id, dimension, value, scans, bots, visitors in await repo.daily_sums(
@@ -162,7 +167,7 @@ async def _series(
                     in await repo.daily(scope, closed_days[0], closed_days[-1] + DAY)}
         hours = sorted({
             span.day + HOUR * h
-            for point in spans for span in point if not (span.whole and closed(span.day))
+            for point in spans for span in point if not _daily_only(span, closed)
             for h in (_smaller_side(span) if closed(span.day) else range(24))
         })
     hours_by_day: dict[datetime, Hours] = defaultdict(dict)
@@ -174,7 +179,7 @@ async def _series(
         tally = Tally()
         for span in point_spans:
             day = days.get(span.day)  # None: an open day, no scans that day, or interval=hour
-            if span.whole and closed(span.day):
+            if _daily_only(span, closed):
                 if day:
                     tally.add(*day)
             elif (day_hours := hours_by_day.get(span.day, {})) or day:
