@@ -1,11 +1,12 @@
-"""Where rendered images live. A local directory by default; keys are content-addressed, so a repeated
-render writes the same bytes to the same key and readers never see a half-written file."""
+"""Where rendered images live. A local directory by default; keys are content-addressed, so readers never
+see a half-written file, and a key once recorded on a code never changes under it."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,10 @@ class ImageStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def path(self, key: str) -> Path | None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def keep_only(self, prefix: str, keys: set[str]) -> None: ...
+
+
+_TEMPORARY_LIFETIME_SECONDS = 600
 
 
 class LocalImageStore:
@@ -49,6 +54,19 @@ class LocalImageStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._resolve(prefix), ignore_errors=True)
+
+    def keep_only(self, prefix: str, keys: set[str]) -> None:
+        """Delete what under `prefix` is not one of `keys`, and temporaries left by a killed writer (old
+        enough that no live writer can still be renaming them)."""
+        kept = {self._resolve(key) for key in keys}
+        stale = time.time() - _TEMPORARY_LIFETIME_SECONDS
+        for path in self._resolve(prefix).glob("*"):
+            temporary = path.name.startswith(".tmp-")
+            try:
+                if (temporary and path.stat().st_mtime < stale) or (not temporary and path not in kept):
+                    path.unlink()
+            except FileNotFoundError:  # another sweep of the same code got there first
+                pass
 
 
 def image_key(workspace_id: object, code_id: object, etag: str, fmt: str) -> str:

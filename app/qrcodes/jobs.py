@@ -1,7 +1,8 @@
 """Use cases of the qrcodes context that workers run (sync sessions: Celery runs no coroutines).
 
 Rendering is idempotent: images are written under content-addressed keys before the row says `ready`,
-and a code that is already ready (a redelivered message) or deleted is left alone.
+a code that is already ready (a redelivered message) or deleted is left alone, and images no row names
+are swept.
 """
 
 from __future__ import annotations
@@ -67,9 +68,19 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
         store.put(image_key(workspace_id, code_id, etag, fmt), data)
         etags[fmt] = etag
     outcome = _finish(sessions, code_id, status=Status.READY, images=etags)
-    if outcome == "gone":  # deleted while we drew it
-        store.delete_prefix(code_prefix(workspace_id, code_id))
+    # A delivery killed mid-render, or one that lost the race to another, leaves images no row names
+    # (PDF and EPS carry their creation time, so a second render's keys differ); the code keeps only its
+    # own, and none once it is deleted.
+    recorded = etags if outcome == Status.READY else _recorded_images(sessions, code_id)
+    keys = {image_key(workspace_id, code_id, etag, fmt) for fmt, etag in recorded.items()}
+    store.keep_only(code_prefix(workspace_id, code_id), keys)
     return outcome
+
+
+def _recorded_images(sessions: sessionmaker[Session], code_id: uuid.UUID) -> dict[str, str]:
+    with sessions() as session:
+        code = session.get(QRCode, code_id)
+        return {} if code is None or code.deleted_at is not None else dict(code.images)
 
 
 def _fail(sessions: sessionmaker[Session], code_id: uuid.UUID, error: str) -> str:

@@ -104,8 +104,8 @@ def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
     ids = batch_code_ids(backend, batch["id"])
     assert len(ids) == len(set(ids)) == 200
     for code_id in ids:
-        # One image per format: a re-render writes the same content-addressed key again. (A process killed
-        # inside ImageStore.put can leave its temporary file behind; that is not an image.)
+        # One image per format: the render that completed the code swept what a killed one had written. (A
+        # temporary file left by a process killed inside ImageStore.put outlives that sweep by design.)
         files = [p for p in backend.settings.images_dir.glob(f"*/{code_id}/*") if not p.name.startswith(".tmp-")]
         assert files and len({p.suffix for p in files}) == len(files), (code_id, files)
     archive, manifest = read_archive(gateway, alice, batch)

@@ -162,3 +162,44 @@ def _kill_pool_processes(worker_pid: int, times: int) -> int:
             except psutil.NoSuchProcess:  # the pool replaced it meanwhile
                 continue
     return killed
+
+
+def test_images_left_by_an_interrupted_render_are_swept_when_the_code_is_ready(gateway, alice, backend):
+    """A pool process killed mid-render leaves images under keys no row names (PDF and EPS carry their
+    creation time, so the next render's keys differ) and perhaps a temporary file: the render that
+    completes the code removes them, and a redelivery after it changes nothing."""
+    from sqlalchemy import select
+
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.identity.models import Workspace
+    from app.qrcodes.jobs import render_code
+    from app.qrcodes.models import QRCode
+    from app.storage import LocalImageStore, code_prefix, image_key
+
+    engine = create_sync_engine(backend.settings)
+    sessions = sync_sessionmaker(engine)
+    store = LocalImageStore(backend.settings.images_dir)
+    with sessions.begin() as session:  # pending, and published nowhere: only this test renders it
+        workspace = session.scalar(select(Workspace).where(Workspace.name == alice.workspace))
+        style = {"error": "M", "scale": 4, "border": 4, "dark": "#000000", "light": "#ffffff", "micro": False}
+        code = QRCode(workspace_id=workspace.id, kind="text", data={"text": "swept"}, content="swept", style=style)
+        session.add(code)
+    directory = backend.settings.images_dir / code_prefix(code.workspace_id, code.id)
+    store.put(image_key(code.workspace_id, code.id, "0" * 32, "pdf"), b"%PDF from the killed attempt")
+    killed_writer_temporary = directory / ".tmp-killed"
+    killed_writer_temporary.write_bytes(b"half an image")
+    os.utime(killed_writer_temporary, (time.time() - 3600, time.time() - 3600))
+    live_writer_temporary = directory / ".tmp-live"
+    live_writer_temporary.write_bytes(b"being written right now")
+
+    try:
+        assert render_code(sessions, store, code.id) == "ready"
+        with sessions() as session:
+            recorded = session.get(QRCode, code.id).images
+        expected = {directory / f"{etag}.{fmt}" for fmt, etag in recorded.items()} | {live_writer_temporary}
+        assert set(directory.iterdir()) == expected and len(recorded) == 4
+
+        assert render_code(sessions, store, code.id) == "already ready"
+        assert set(directory.iterdir()) == expected
+    finally:
+        engine.dispose()
