@@ -14,6 +14,7 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from uuid_utils.compat import uuid7
 
 from app.settings import Settings
 
@@ -54,7 +55,10 @@ def utcnow() -> datetime:
 
 
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A UUIDv7: it begins with its millisecond, so new rows land at the right edge of every index on an
+    id instead of on a random page. At 20k scans/s that is the difference between touching a handful
+    of pages of the scans' event_id index per batch and one per scan (bench/ingest.py)."""
+    return uuid7()
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
