@@ -158,3 +158,48 @@ def test_scans_with_odd_headers_are_stored_as_sent(gateway, alice):
         assert time.monotonic() < deadline, "the scan was never stored"
         time.sleep(0.1)
     assert [item["user_agent"] for item in items] == [raw.decode("latin-1")]
+
+
+def test_a_redelivered_batch_stores_nothing_twice(gateway, alice, backend):
+    """The worker's storage step on each database, called as a redelivery would: a batch stored again,
+    and one that overlaps it, add only the scans not stored before, to the rows and to scans_total."""
+    from sqlalchemy import select
+
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.links.models import Link
+    from app.scans.enrichment import Enricher
+    from app.scans.events import ScanRecorded
+    from app.scans.ingest import record_scans
+
+    code = dynamic_code(gateway, alice)
+    engine = create_sync_engine(backend.settings)
+    sessions = sync_sessionmaker(engine)
+    with sessions() as session:
+        link_id = session.scalar(select(Link.id).where(Link.slug == code["slug"]))
+
+    def event(user_agent: str | None, **fields) -> ScanRecorded:
+        return ScanRecorded(slug=code["slug"], link_id=link_id, user_agent=user_agent, **fields)
+
+    first = [
+        event(IPHONE, referrer="https://news.example.org/ünïcode", ip="203.0.113.9"),
+        event(SLACKBOT, ip="203.0.113.10"),
+        event(None),  # no header at all: every optional column empty
+        event(IPHONE, ip="2001:db8::1"),
+    ]
+    second = [*first[2:], event(IPHONE, ip="203.0.113.11"), event(SLACKBOT)]
+    try:
+        enricher = Enricher()
+        assert record_scans(sessions, enricher, first) == 4
+        assert record_scans(sessions, enricher, first) == 0
+        assert record_scans(sessions, enricher, second) == 2
+    finally:
+        engine.dispose()
+
+    # Three iPhones; not Slackbot twice, nor the scan with no user agent (a program, as bots are).
+    assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["scans_total"] == 3
+    stored = gateway.get(f"/v1/qrcodes/{code['id']}/scans?limit=100", headers=alice.headers).json()["items"]
+    assert sorted(scan["id"] for scan in stored) == sorted(str(e.event_id) for e in [*first, *second[2:]])
+    by_id = {scan["id"]: scan for scan in stored}
+    assert by_id[str(first[0].event_id)]["referrer_host"] == "news.example.org"
+    assert by_id[str(first[1].event_id)]["is_bot"] is True
+    assert (by_id[str(first[2].event_id)]["user_agent"], by_id[str(first[2].event_id)]["referrer"]) == (None, None)
