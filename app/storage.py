@@ -57,7 +57,10 @@ class LocalImageStore:
 
     def keep_only(self, prefix: str, keys: set[str]) -> None:
         """Delete what under `prefix` is not one of `keys`, and temporaries left by a killed writer (old
-        enough that no live writer can still be renaming them)."""
+        enough that no live writer can still be renaming them). Nothing kept: the whole prefix goes."""
+        if not keys:
+            self.delete_prefix(prefix)
+            return
         kept = {self._resolve(key) for key in keys}
         stale = time.time() - _TEMPORARY_LIFETIME_SECONDS
         for path in self._resolve(prefix).glob("*"):
