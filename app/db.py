@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from types import ModuleType
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from uuid_utils.compat import uuid7
 
@@ -57,8 +59,14 @@ def utcnow() -> datetime:
 def new_id() -> uuid.UUID:
     """A UUIDv7: it begins with its millisecond, so new rows land at the right edge of every index on an
     id instead of on a random page. At 20k scans/s that is the difference between touching a handful
-    of pages of the scans' event_id index per batch and one per scan (bench/ingest.py)."""
+    of pages of the scans' event_id index per batch and one per scan (bench/scan_ids.py)."""
     return uuid7()
+
+
+def dialect_of(session: Session) -> ModuleType:
+    """`postgresql` or `sqlite`, the module of the session's database: for what SQLAlchemy keeps per dialect
+    (INSERT … ON CONFLICT), and for the few paths that differ (`dialect_of(session) is postgresql`)."""
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

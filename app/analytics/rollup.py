@@ -31,12 +31,12 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState
-from app.db import UTCDateTime, utcnow
+from app.db import UTCDateTime, dialect_of, utcnow
 from app.scans.models import Scan
 from app.scans.watermark import committed_max_id
 
@@ -243,10 +243,6 @@ def read_state(sessions: sessionmaker[Session]) -> RollupState | None:
 # --- inside a rollup transaction ------------------------------------------------------------------------
 
 
-def _dialect(session: Session) -> Any:
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-
-
 def _locked_state(session: Session) -> RollupState:
     """The state row, locked until the transaction ends: the first statement of every rollup transaction.
 
@@ -254,7 +250,7 @@ def _locked_state(session: Session) -> RollupState:
     busy handler), so the watermark read next is the one the previous writer left.
     """
     session.execute(
-        _dialect(session)
+        dialect_of(session)
         .insert(RollupState)
         .values(name=STATE, last_scan_id=0, purge_cursor=0, updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
@@ -330,7 +326,7 @@ def _add(session: Session, deltas: Deltas, closed_before: date | None) -> None:
                 start = starts[number] = EPOCH + unit * number
             rows.append((deltas.links[link], DIMENSION_NAMES[dimension], value, start, *counters))
         if rows:
-            (_copy_and_merge if _dialect(session) is postgresql else _executemany)(session, table, rows)
+            (_copy_and_merge if dialect_of(session) is postgresql else _executemany)(session, table, rows)
 
 
 def _merge_sql(table: type[HourlyBucket | DailyBucket], source: str) -> str:

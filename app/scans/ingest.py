@@ -18,11 +18,11 @@ from collections import Counter
 from datetime import date, timedelta
 
 import structlog
-from sqlalchemy import String, Table, bindparam, cast, delete, func, literal_column, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
+from app.db import dialect_of, utcnow
 from app.links.models import Link
 from app.scans.enrichment import Enricher, visitor_hash
 from app.scans.events import ScanRecorded
@@ -75,7 +75,7 @@ def _salts(session: Session, days: set[date]) -> dict[date, bytes]:
     salts = _read_salts(session, days)
     if missing := days - salts.keys():
         session.execute(
-            _insert(session, VisitorSalt.__table__).on_conflict_do_nothing(index_elements=["day"]),
+            dialect_of(session).insert(VisitorSalt.__table__).on_conflict_do_nothing(index_elements=["day"]),
             [{"day": day, "salt": secrets.token_bytes(32)} for day in missing],
         )
         salts = _read_salts(session, days)
@@ -93,7 +93,7 @@ def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, boo
     once per row (15% of the worker's time per scan in a profile)."""
     scans = Scan.__table__
     returning = (cast(scans.c.link_id, String), scans.c.is_bot)
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) is postgresql:
         # One array per column, unnested into rows: a short statement that psycopg parses once and the
         # server prepares, where a VALUES list of 1,000 rows is 14,000 placeholders that psycopg parses
         # in Python on every batch (half the worker's time per scan; bench/scan_ids.py).
@@ -110,13 +110,6 @@ def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, boo
     # SQLite's driver binds a VALUES list natively. Core, not the ORM's bulk insert: a third of the cost.
     statement = sqlite.insert(scans).on_conflict_do_nothing(index_elements=["event_id"]).returning(*returning)
     return session.execute(statement, rows).all()
-
-
-def _insert(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """INSERT with the backend's ON CONFLICT clause (PostgreSQL and SQLite spell it alike, but SQLAlchemy
-    keeps it in each dialect)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _row(scan: ScanRecorded, enricher: Enricher, salt: bytes) -> dict:

@@ -18,8 +18,10 @@ exclusive one, so the rollup cannot be starved either).
 from __future__ import annotations
 
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import dialect_of
 from app.scans.models import Scan
 
 # An arbitrary 64-bit key, reserved for this in the database's advisory-lock space ("qrflow" + 1).
@@ -29,13 +31,9 @@ LOCK_KEY = 0x7172666C6F770001
 _LOCK_TIMEOUT = "10s"
 
 
-def _is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def hold_for_insert(session: Session) -> None:
     """Called first in every transaction that inserts scans (PostgreSQL; a no-op on SQLite)."""
-    if _is_postgresql(session):
+    if dialect_of(session) is postgresql:
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": LOCK_KEY})
 
 
@@ -43,7 +41,7 @@ def committed_max_id(sessions: sessionmaker[Session]) -> int:
     """The highest scan id below which every id is settled (committed, or rolled back for good); 0 when
     there are no scans. A transaction of its own, so the exclusive lock is released at once."""
     with sessions.begin() as session:
-        if _is_postgresql(session):
+        if dialect_of(session) is postgresql:
             session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         # A statement after the lock: in READ COMMITTED it gets a snapshot taken after the lock was granted.
