@@ -227,5 +227,16 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def print_load_average(context: dict[str, Any]) -> None:
+    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
+                  "(anything else running on this machine skews every figure)")
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"results written to {path.relative_to(ROOT)}")
+
+
 def pass_miss(ok: bool) -> str:
     return "[green]PASS[/green]" if ok else "[red]MISS[/red]"

@@ -17,7 +17,6 @@ Goals (the issue): largest lag <= 2 s, and stored == answered exactly at the end
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import subprocess
@@ -44,11 +43,13 @@ from bench.common import (  # noqa: E402
     parse_wrk,
     pass_miss,
     platform_running,
+    print_load_average,
     require_wrk,
     run_wrk,
     temp_dir,
     wrk_command,
     wrk_script,
+    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
@@ -190,8 +191,7 @@ def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     console.print(f"cores busy while wrk ran: {r['cores_busy_during_wrk']} ({context['cores']} cores in all)")
     console.print(f"CPU µs per scan, wrk's start to drained: {r['cpu_us_per_scan']}")
     context["load_average_after"] = load_average()
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(anything else running on this machine skews every figure)")
+    print_load_average(context)
     console.print(f"goal: largest lag <= {GOAL_LAG_SECONDS:.0f} s -> {r['largest_lag_s']:.2f} s "
                   f"{pass_miss(r['largest_lag_s'] <= GOAL_LAG_SECONDS)}")
     console.print(f"goal: stored == answered at the end -> {r['stored']:,} stored of {r['answered']:,} answered "
@@ -220,9 +220,7 @@ def main() -> None:
         results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, wrk_script(tmp),
                       pids | {"bench": os.getpid()})
     results = report(context, results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ count and the gateway's own counter) with stored (scans_total from the API and r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sqlite3
@@ -47,12 +46,14 @@ from bench.common import (  # noqa: E402
     metric,
     pass_miss,
     platform_running,
+    print_load_average,
     require_wrk,
     run_wrk,
     stop,
     temp_dir,
     wait_until_answering,
     wrk_script,
+    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results" / "redirect.json"
@@ -174,8 +175,7 @@ def report(context: dict[str, Any], bare: dict[str, Any], gate: dict[str, Any]) 
     console.print(f"per CPU second of the server process (steadier than req/s when others load the machine): "
                   f"gateway / bare = {cpu_ratio:.2f}")
     context["load_average_after"] = load_average()
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(anything else running on this machine skews every figure)")
+    print_load_average(context)
     console.print(f"goal: gateway / bare >= {GOAL_RATIO} -> {ratio:.2f} {pass_miss(ratio >= GOAL_RATIO)}")
     console.print(f"goal: gateway p99 <= {GOAL_P99_MS:.0f} ms at {c} connections -> {gate['p99_ms']:.2f} ms "
                   f"{pass_miss(gate['p99_ms'] <= GOAL_P99_MS)}")
@@ -205,9 +205,7 @@ def main() -> None:
         console.print("gateway (Redis + qrflow api + qrflow worker -Q scans) ...")
         gate = gateway_rate(tmp, args.duration, args.connections, script)
     results = report(context, bare, gate)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

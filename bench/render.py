@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import multiprocessing
 import os
 import platform
@@ -48,9 +47,12 @@ from bench.common import (  # noqa: E402
     PUBLIC_BASE_URL,
     console,
     cpu_seconds,
+    load_average,
     platform_running,
+    print_load_average,
     print_log_errors,
     temp_dir,
+    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results" / "render.json"
@@ -272,7 +274,7 @@ def report_batch(context: dict[str, Any], raw: dict[str, tuple[float, float]], b
     rate = batch.get("codes_per_s", 0.0)
     total_ms = sum(batch.get("cpu_ms_per_code", {}).values())
     n, c = context["codes"], context["worker_concurrency"]
-    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    context["load_average_after"] = load_average()
     table = Table(title=f"A batch of {n:,} codes (one POST /v1/batches, worker -c {c})")
     for column in ("path", "codes/s", "CPU ms per code", "batch / this"):
         table.add_column(column, justify="left" if column == "path" else "right")
@@ -331,9 +333,8 @@ def report(context: dict[str, Any], raw: dict[str, tuple[float, float]], plat: d
             busy = [f"{plat['cpu_cores'][phase].get(role, 0):.2f}" for phase in ("submitting", "draining")]
             cpu.add_row(role, *busy, f"{ms:.1f}")
         console.print(cpu)
-    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(anything else running on this machine skews every figure)")
+    context["load_average_after"] = load_average()
+    print_load_average(context)
     console.print(f"goal: platform >= 0.8 x raw segno PNG loop -> {rate / png:.2f} ({'met' if rate / png >= 0.8 else 'not met'})")
     return {
         "context": context | {"finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
@@ -361,7 +362,7 @@ def main() -> None:
     context: dict[str, Any] = {
         "cores": os.cpu_count(), "python": platform.python_version(), "segno": segno.__version__,
         "machine": platform.machine(), "codes": n, "processes": p, "worker_concurrency": c, "in_flight": args.in_flight,
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "load_average_before": load_average(),
     }
     console.print(f"render benchmark: {n:,} codes, {p} processes, worker -c {c}; {context['cores']} cores, "
                   f"Python {context['python']}, segno {context['segno']}")
@@ -381,9 +382,7 @@ def main() -> None:
         console.print("batch (one POST /v1/batches to a fresh platform) ...")
         batch = batch_rate(n, c)
         results |= report_batch(context, raw, batch)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, results)
     if not (plat["ok"] and batch["ok"]):
         sys.exit(1)
 

