@@ -4,22 +4,27 @@ test stops; a gateway or a worker pool process SIGKILLed; a database the worker 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from app.db import create_sync_engine
 from app.redis_server import RedisServer, find_binary, free_port
+from app.scans.events import ScanRecorded
 from app.scans.models import Scan
 from tests.integration.test_faults import (
     _kill_pool_processes,
@@ -183,6 +188,40 @@ def test_a_shipper_killed_is_restarted_and_loses_no_scan(platform, alice):
         restarted = _shipper(gateway.pid)
         assert restarted.pid != shipper.pid
         assert _metric(client, "qrflow_scan_spool_depth") == 0
+
+
+def test_with_no_worker_scans_wait_in_the_broker_compressed_and_are_all_stored_once_one_starts(platform, alice):
+    platform.start_gateway(QRFLOW_SCAN_BATCH_MAX_EVENTS="100")
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        for n in range(250):
+            assert scan(client, code["slug"], **{"user-agent": f"{IPHONE} #{n}"}).status_code == 302
+        deadline = time.monotonic() + 30
+        while _metric(client, "qrflow_scans_published_total") < 250:
+            assert time.monotonic() < deadline, "the shipper did not publish the scans"
+            time.sleep(0.2)
+    # No worker yet: the scans queue holds them, a message per batch of up to 100, each compressed
+    # (kombu's zlib), which is what keeps a long outage's backlog small in Redis's memory.
+    broker = redis.Redis.from_url(platform.broker.url)
+    messages = [json.loads(raw) for raw in broker.lrange("scans", 0, -1)]
+    broker.close()
+    assert len(messages) >= 3
+    events, compressed, uncompressed = [], 0, 0
+    for message in messages:
+        assert message["headers"]["task"] == ScanRecorded.task_name
+        assert message["headers"]["compression"] == "application/x-gzip"
+        body = base64.b64decode(message["body"])
+        _, kwargs, _ = json.loads(zlib.decompress(body))
+        assert len(kwargs["events"]) <= 100
+        events += [ScanRecorded.model_validate_json(event) for event in kwargs["events"]]
+        compressed, uncompressed = compressed + len(body), uncompressed + len(json.dumps(kwargs["events"]))
+    # A batch closed by the flush timer may hold a single scan, which compresses little; together they do.
+    assert compressed < uncompressed / 4
+    assert len({event.event_id for event in events}) == 250
+    assert {event.user_agent for event in events} == {f"{IPHONE} #{n}" for n in range(250)}
+
+    platform.start_worker()
+    assert platform.wait_stored(code["slug"], 250) == (250, 250)
 
 
 def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alice):
