@@ -1,6 +1,6 @@
 """Every context's tables, imported in one place for Alembic and for tests that build schemas."""
 
-from app.analytics.models import DailyBucket, HourlyBucket, RollupState
+from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import Base
 from app.gateway.idempotency import IdempotencyRecord
 from app.identity.models import ApiKey, Workspace
@@ -10,4 +10,4 @@ from app.qrcodes.batches.models import Batch, BatchItem
 from app.qrcodes.models import QRCode, QRCodeTag
 from app.scans.models import Scan, VisitorSalt
 
-__all__ = ["ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link", "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "Workspace"]
+__all__ = ["ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link", "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace"]

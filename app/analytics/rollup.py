@@ -35,9 +35,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
-from app.analytics.models import DailyBucket, HourlyBucket, RollupState
+from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import UTCDateTime, dialect_of, utcnow
-from app.scans.models import Scan
+from app.scans.models import Scan, VisitorSalt
 from app.scans.watermark import committed_max_id
 
 log = structlog.get_logger(__name__)
@@ -108,6 +108,8 @@ def rollup(
         return None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
 
     report.closed = close_days(sessions, now=now, budget_seconds=left())
+    if report.caught_up:  # else scans of a forgettable day may still wait to be folded
+        forget_past_visitors(sessions)
     if retention_days > 0:
         report.purged = purge_expired_scans(sessions, retention_days, now=now, budget_seconds=left())
     log.info("analytics_rollup", **report.to_dict())
@@ -139,6 +141,8 @@ def rebuild(
             if start is not None:
                 removal = removal.where(table.start >= start)
             session.execute(removal)
+        # The refold records these days' visitors again.
+        session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
         low, watermark = 0, state.last_scan_id
         while low < watermark:
             high = min(low + chunk, watermark)
@@ -263,26 +267,52 @@ def _locked_state(session: Session) -> RollupState:
 def _fold(session: Session, low: int, high: int, closed_before: date | None, since: datetime | None = None) -> int:
     """Fold the scans with low < id <= high (and scanned since `since`) into the buckets: hourly ones, and
     daily ones of closed days (before `closed_before`; later days get theirs when they close)."""
-    query = select(*_COLUMNS).where(Scan.id > low, Scan.id <= high)
+    query = select(Scan.id, *_COLUMNS).where(Scan.id > low, Scan.id <= high)
     if since is not None:
         query = query.where(Scan.scanned_at >= since)
-    new = [ScanFacts(*row) for row in session.execute(query)]
-    if not new:
+    rows = session.execute(query).all()
+    if not rows:
         return 0
+    new = [ScanFacts(*row[1:]) for row in rows]
     deltas = fold(new, _earlier_scans(session, new, low))
     _add(session, deltas, closed_before)
+    visits = sorted({(_utc_day(scan), scan.visitor, row[0]) for row, scan in zip(rows, new) if not scan.is_bot})
+    if visits:
+        session.execute(insert(VisitorScan.__table__), [{"day": d, "visitor": v, "scan_id": i} for d, v, i in visits])
     return len(new)
 
 
 def _earlier_scans(session: Session, new: list[ScanFacts], low: int) -> Iterator[ScanFacts]:
-    """Non-bot scans with id <= low of the visitors in `new` (fold() keeps those of the same link and day)."""
-    visitors = sorted({scan.visitor for scan in new if not scan.is_bot})
-    for start in range(0, len(visitors), _LOOKUP_BATCH):
-        query = select(*_COLUMNS).where(
-            Scan.visitor.in_(visitors[start : start + _LOOKUP_BATCH]), Scan.id <= low, Scan.is_bot.is_(False)
-        )
-        for row in session.execute(query):
-            yield ScanFacts(*row)
+    """Non-bot scans with id <= low of the visitors in `new` on the same UTC days (fold() keeps those of the
+    same link), found through visitor_scans."""
+    visitors_by_day: dict[date, set[str]] = {}
+    for scan in new:
+        if not scan.is_bot:
+            visitors_by_day.setdefault(_utc_day(scan), set()).add(scan.visitor)
+    v = VisitorScan
+    for day, visitors in sorted(visitors_by_day.items()):
+        ordered = sorted(visitors)
+        for start in range(0, len(ordered), _LOOKUP_BATCH):
+            query = (
+                select(*_COLUMNS)
+                .join(v, v.scan_id == Scan.id)
+                .where(v.day == day, v.visitor.in_(ordered[start : start + _LOOKUP_BATCH]), v.scan_id <= low)
+            )
+            for row in session.execute(query):
+                yield ScanFacts(*row)
+
+
+def _utc_day(scan: ScanFacts) -> date:
+    return scan.scanned_at.astimezone(UTC).date()
+
+
+def forget_past_visitors(sessions: sessionmaker[Session]) -> int:
+    """Delete the visitor_scans rows of days older than the oldest visitor salt. Those salts are gone, so no
+    scan stored from now on carries those days' hashes (a late scan of such a day gets a new salt); call it
+    when every scan stored so far is folded, and none that does is left to look for them."""
+    with sessions.begin() as session:
+        oldest_salt = select(func.min(VisitorSalt.day)).scalar_subquery()
+        return session.execute(delete(VisitorScan).where(VisitorScan.day < oldest_salt)).rowcount
 
 
 _COUNTERS = {

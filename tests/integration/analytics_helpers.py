@@ -6,16 +6,17 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, case, func, insert, literal_column, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.analytics.models import DIMENSIONS, DailyBucket, HourlyBucket
 from app.db import utcnow
 from app.identity.models import Workspace
 from app.links.models import Link
-from app.scans.models import Scan
+from app.scans.models import Scan, VisitorSalt
 
 COLUMN = {"device": Scan.device, "os": Scan.os, "browser": Scan.browser, "country": Scan.country,
           "referrer": Scan.referrer_host}
@@ -46,8 +47,16 @@ def scan_row(link_id: uuid.UUID, at: datetime, *, visitor: str = "v", device: st
 
 
 def insert_scans(engine: Engine, rows: list[dict]) -> None:
+    """Stored as ingestion stores them: with their UTC days' visitor salts (which a rollup's forgetting of
+    past visitors goes by)."""
     if rows:
+        days = {row["scanned_at"].astimezone(UTC).date() for row in rows}
+        insert_salts = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(VisitorSalt)
         with engine.begin() as connection:
+            connection.execute(
+                insert_salts.on_conflict_do_nothing(index_elements=["day"]),
+                [{"day": day, "salt": secrets.token_bytes(32)} for day in days],
+            )
             connection.execute(insert(Scan), rows)
 
 

@@ -10,12 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.analytics import rollup as rollups
-from app.analytics.models import DailyBucket, HourlyBucket
+from app.analytics.models import DailyBucket, HourlyBucket, VisitorScan
 from app.db import create_sync_engine, sync_sessionmaker
-from app.scans.models import Scan
+from app.scans.models import Scan, VisitorSalt
 from tests.integration.analytics_helpers import brute_force, insert_scans, new_links, scan_row, stored_buckets
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -222,4 +222,32 @@ def test_a_day_gets_its_daily_buckets_when_it_is_over_and_late_scans_still_count
     # A late scan of the closed day goes to its hourly and its daily buckets.
     insert_scans(engine, [scan_row(links[0], day + timedelta(hours=23), visitor="late")])
     rollups.rollup(sessions, now=lambda: day + timedelta(days=1, hours=2))
+    assert_buckets_match_raw(engine, sessions, links)
+
+
+def test_a_visitor_is_found_again_while_their_days_salt_lives_and_forgotten_after(fresh):
+    engine, sessions = fresh
+    links = new_links(engine, 1)
+    day = datetime(2026, 5, 4, 9, tzinfo=UTC)
+    next_day = day + timedelta(days=1)
+    insert_scans(engine, [scan_row(links[0], day, visitor="v"), scan_row(links[0], day, visitor="b", bot=True),
+                          scan_row(links[0], next_day, visitor="w")])
+    rollups.rollup(sessions)
+
+    def remembered() -> set[tuple[date, str]]:
+        with engine.connect() as connection:
+            return {(d, v) for d, v in connection.execute(select(VisitorScan.day, VisitorScan.visitor))}
+
+    assert remembered() == {(day.date(), "v"), (next_day.date(), "w")}  # bots are never counted as visitors
+    # Back the same day, in a later rollup: found, so still one visitor.
+    insert_scans(engine, [scan_row(links[0], day + timedelta(hours=5), visitor="v")])
+    rollups.rollup(sessions)
+    assert stored_buckets(engine, links)[0][(links[0], "all", "", "2026-05-04 14")] == (1, 0, 1, 0, 1)
+    assert_buckets_match_raw(engine, sessions, links)
+
+    # The first day's salt is purged (scans.purge_visitor_salts): no scan can carry its hashes any more.
+    with engine.begin() as connection:
+        connection.execute(delete(VisitorSalt).where(VisitorSalt.day == day.date()))
+    rollups.rollup(sessions)
+    assert remembered() == {(next_day.date(), "w")}
     assert_buckets_match_raw(engine, sessions, links)
