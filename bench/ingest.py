@@ -1,10 +1,12 @@
 """Scan ingestion under full redirect load: how far storing scans lags behind answering them.
 
-    .venv/bin/python bench/ingest.py [--duration SECONDS] [--connections N]
+    .venv/bin/python bench/ingest.py [--duration SECONDS] [--connections N] [--one-client]
 
 A real platform (its own Redis, `qrflow api` on SQLite, `qrflow worker -Q scans -c 0`, a process per core, as
 `qrflow up` runs it); one dynamic code; after a 2 s warm-up whose scans are stored first, `wrk -t1 -c{N} -d{S}s` drives
-GET /r/{slug} at full speed (with a phone's User-Agent) while this script samples, every 0.5 s:
+GET /r/{slug} at full speed (with a phone's User-Agent, each request from a random client address that a
+trusted proxy names in X-Forwarded-For: every scan its own visitor, as people are; --one-client: all from
+127.0.0.1, one visitor) while this script samples, every 0.5 s:
   answered  the gateway's /metrics qrflow_http_requests_total{method="GET",route="/r/{slug}",status="302"}
   stored    SELECT count(*) FROM scans (read-only SQLite connection)
   where the backlog waits: qrflow_scan_spool_depth (gateway's spool), qrflow_queue_depth{queue="scans"}
@@ -138,6 +140,7 @@ def run(base: str, db: Path, url: str, seconds: int, connections: int, script: P
         time.sleep(max(0.0, INTERVAL - (time.monotonic() - tick)))
     cpu2 = cpu_seconds(pids)
     result = parse_wrk(wrk.communicate()[0])
+    (visitors,) = sampler.db.execute("SELECT count(DISTINCT visitor) FROM scans").fetchone()
     sampler.db.close()
     sampler.client.close()
     lags(samples, start)
@@ -162,6 +165,7 @@ def run(base: str, db: Path, url: str, seconds: int, connections: int, script: P
         "cores_busy_during_wrk": cpu,
         "cpu_us_per_scan": per_scan,
         "exact": answered == stored and drained_at is not None,
+        "distinct_visitors": visitors,
         "samples": [asdict(s) for s in samples],
     }
 
@@ -188,6 +192,7 @@ def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
                   f"[red]backlog NOT drained {DRAIN_TIMEOUT:.0f} s after wrk ended[/red]")
     console.print(f"largest backlog: {r['max_spool_depth']:,} scans in the gateway's spool, {r['max_queue_depth']:,} "
                   "messages (batches of scans) waiting in the scans queue, besides those the worker had prefetched")
+    console.print(f"visitors: {r['distinct_visitors']:,} distinct in the scans table, warm-up included (clients: {context['clients']})")
     console.print(f"cores busy while wrk ran: {r['cores_busy_during_wrk']} ({context['cores']} cores in all)")
     console.print(f"CPU µs per scan, wrk's start to drained: {r['cpu_us_per_scan']}")
     context["load_average_after"] = load_average()
@@ -207,17 +212,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=30, help="seconds of full-speed redirects (default 30)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--one-client", action="store_true",
+                        help="every scan from one address (one visitor), as before 2026-11-26; by default each "
+                             "comes from another address through a trusted proxy (X-Forwarded-For)")
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
     require_wrk()
     context: dict[str, Any] = {
         "cores": os.cpu_count(), "duration": args.duration, "connections": args.connections,
-        "load_average_before": load_average(),
+        "clients": "one" if args.one_client else "distinct", "load_average_before": load_average(),
     }
+    proxied = {} if args.one_client else {"QRFLOW_TRUSTED_PROXIES": "127.0.0.1"}
     console.print(f"ingest benchmark: wrk -t1 -c{args.connections} -d{args.duration}s against the gateway, "
                   f"worker {' '.join(worker_arguments('scans'))}; {context['cores']} cores")
-    with temp_dir("qrflow-bench-ingest-") as tmp, platform_running(tmp, worker_arguments("scans")) as (base, key, db, pids):
+    with (
+        temp_dir("qrflow-bench-ingest-") as tmp,
+        platform_running(tmp, worker_arguments("scans"), proxied) as (base, key, db, pids),
+    ):
         code = create_dynamic_code(base, key)
-        results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, wrk_script(tmp),
+        script = wrk_script(tmp, distinct_clients=not args.one_client)
+        results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, script,
                       pids | {"bench": os.getpid()})
     results = report(context, results)
     write_results(RESULTS, results)
