@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,26 @@ def _drop_postgres_database(admin_url: str, name: str) -> None:
 
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@contextmanager
+def fresh_database(backend: Backend, tmp_path: Path, revision: str = "head") -> Iterator[Settings]:
+    """The backend's settings on an empty database of its kind of its own, migrated to `revision` and
+    dropped afterwards: for tests that need a whole database to themselves."""
+    drop = None
+    if backend.name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        admin = _postgres_admin_url()
+        url, name = _create_postgres_database(admin)
+        drop = lambda: _drop_postgres_database(admin, name)  # noqa: E731
+    settings = backend.settings.model_copy(update={"database_url": url, "data_dir": tmp_path})
+    upgrade(settings, revision)
+    try:
+        yield settings
+    finally:
+        if drop:
+            drop()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from app.analytics import rollup as rollups
 from app.analytics.models import DailyBucket, HourlyBucket, VisitorScan
 from app.db import create_sync_engine, sync_sessionmaker
 from app.scans.models import Scan, VisitorSalt
+from tests.conftest import fresh_database
 from tests.integration.analytics_helpers import brute_force, insert_scans, new_links, scan_row, stored_buckets
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -37,23 +38,10 @@ def sessions(engine):
 def fresh(backend, tmp_path):
     """An empty, migrated database of the backend's kind, for tests that need the whole table to
     themselves (retention deletes every expired scan, whoever inserted it)."""
-    from app.migrate import upgrade
-    from tests.conftest import _create_postgres_database, _drop_postgres_database, _postgres_admin_url
-
-    drop = None
-    if backend.name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    else:
-        admin = _postgres_admin_url()
-        url, name = _create_postgres_database(admin)
-        drop = lambda: _drop_postgres_database(admin, name)  # noqa: E731
-    settings = backend.settings.model_copy(update={"database_url": url, "data_dir": tmp_path})
-    upgrade(settings)
-    engine = create_sync_engine(settings)
-    yield engine, sync_sessionmaker(engine)
-    engine.dispose()
-    if drop:
-        drop()
+    with fresh_database(backend, tmp_path) as settings:
+        engine = create_sync_engine(settings)
+        yield engine, sync_sessionmaker(engine)
+        engine.dispose()
 
 
 def watermark(sessions) -> int:

@@ -10,6 +10,7 @@ from app.identity.models import Workspace
 from app.links.models import Link
 from app.migrate import alembic_config, upgrade
 from app.scans.models import Scan, VisitorSalt
+from tests.conftest import fresh_database
 from tests.integration.analytics_helpers import scan_row
 
 
@@ -19,46 +20,34 @@ def test_migrations_match_the_models(backend):
 
 
 def test_0007_remembers_the_folded_visitors_of_salted_days_and_drops_the_index_on_scans(backend, tmp_path):
-    from tests.conftest import _create_postgres_database, _drop_postgres_database, _postgres_admin_url
+    with fresh_database(backend, tmp_path, revision="0006") as settings:
+        engine = create_sync_engine(settings)
+        try:
+            workspace, link = uuid.uuid4(), uuid.uuid4()
+            salted, unsalted = date(2026, 5, 4), date(2026, 5, 3)
+            # Late in the UTC day: a zone conversion on the way would move it to the next day.
+            at = {day: datetime(day.year, day.month, day.day, 23, 30, tzinfo=UTC) for day in (salted, unsalted)}
+            scans = [
+                scan_row(link, at[salted], visitor="folded"),
+                scan_row(link, at[salted], visitor="bot", bot=True),
+                scan_row(link, at[unsalted], visitor="salt-gone"),
+                scan_row(link, at[salted], visitor="not-folded-yet"),
+            ]
+            with engine.begin() as connection:
+                connection.execute(insert(Workspace), {"id": workspace, "name": "migrating"})
+                connection.execute(insert(Link), {"id": link, "workspace_id": workspace, "slug": "migrating",
+                                                  "target_url": "https://example.com/"})
+                connection.execute(insert(VisitorSalt), {"day": salted, "salt": b"s" * 32})
+                ids = [connection.execute(insert(Scan).returning(Scan.id), row).scalar_one() for row in scans]
+                connection.execute(insert(RollupState), {"name": "scans", "last_scan_id": ids[2], "purge_cursor": 0,
+                                                         "updated_at": datetime.now(UTC)})
+            upgrade(settings)
+            with engine.connect() as connection:
+                remembered = set(connection.execute(select(VisitorScan.day, VisitorScan.visitor, VisitorScan.scan_id)))
+            assert remembered == {(salted, "folded", ids[0])}
+            assert "ix_scans_visitor" not in {index["name"] for index in inspect(engine).get_indexes("scans")}
 
-    drop = None
-    if backend.name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'migrating.db'}"
-    else:
-        admin = _postgres_admin_url()
-        url, name = _create_postgres_database(admin)
-        drop = lambda: _drop_postgres_database(admin, name)  # noqa: E731
-    settings = backend.settings.model_copy(update={"database_url": url, "data_dir": tmp_path})
-    upgrade(settings, "0006")
-    engine = create_sync_engine(settings)
-    try:
-        workspace, link = uuid.uuid4(), uuid.uuid4()
-        salted, unsalted = date(2026, 5, 4), date(2026, 5, 3)
-        # Late in the UTC day: a zone conversion on the way would move it to the next day.
-        at = {day: datetime(day.year, day.month, day.day, 23, 30, tzinfo=UTC) for day in (salted, unsalted)}
-        scans = [
-            scan_row(link, at[salted], visitor="folded"),
-            scan_row(link, at[salted], visitor="bot", bot=True),
-            scan_row(link, at[unsalted], visitor="salt-gone"),
-            scan_row(link, at[salted], visitor="not-folded-yet"),
-        ]
-        with engine.begin() as connection:
-            connection.execute(insert(Workspace), {"id": workspace, "name": "migrating"})
-            connection.execute(insert(Link), {"id": link, "workspace_id": workspace, "slug": "migrating",
-                                              "target_url": "https://example.com/"})
-            connection.execute(insert(VisitorSalt), {"day": salted, "salt": b"s" * 32})
-            ids = [connection.execute(insert(Scan).returning(Scan.id), row).scalar_one() for row in scans]
-            connection.execute(insert(RollupState), {"name": "scans", "last_scan_id": ids[2], "purge_cursor": 0,
-                                                     "updated_at": datetime.now(UTC)})
-        upgrade(settings)
-        with engine.connect() as connection:
-            remembered = set(connection.execute(select(VisitorScan.day, VisitorScan.visitor, VisitorScan.scan_id)))
-        assert remembered == {(salted, "folded", ids[0])}
-        assert "ix_scans_visitor" not in {index["name"] for index in inspect(engine).get_indexes("scans")}
-
-        command.downgrade(alembic_config(settings), "0006")
-        assert "ix_scans_visitor" in {index["name"] for index in inspect(engine).get_indexes("scans")}
-    finally:
-        engine.dispose()
-        if drop:
-            drop()
+            command.downgrade(alembic_config(settings), "0006")
+            assert "ix_scans_visitor" in {index["name"] for index in inspect(engine).get_indexes("scans")}
+        finally:
+            engine.dispose()
