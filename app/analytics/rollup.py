@@ -4,7 +4,9 @@ Incremental and restartable. The watermark (analytics_state.last_scan_id) says w
 count: exactly those with id <= it. A run folds the scans above it in chunks of `chunk` ids, each chunk
 in one transaction that also moves the watermark, so a run that dies leaves the buckets and the watermark
 consistent and the next run carries on. How a chunk changes the buckets is app/analytics/buckets.py: only
-additive upserts, and nothing recounted, so a run costs in proportion to the scans it folds.
+additive upserts, and nothing recounted, so a run costs in proportion to the scans it folds. Each chunk
+also records its visitors in visitor_scans, where later chunks find their earlier scans of the same day
+(app/analytics/models.py says why a table of the rollup's and not an index on the scans).
 
 Hourly buckets take every fold. A UTC day's daily buckets are written once, when the day is over
 (`close_days`: one INSERT ... SELECT from that day's hourly buckets), and after that only by late scans of
