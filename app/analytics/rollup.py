@@ -280,8 +280,21 @@ def _fold(session: Session, low: int, high: int, closed_before: date | None, sin
     _add(session, deltas, closed_before)
     visits = sorted({(_utc_day(scan), scan.visitor, row[0]) for row, scan in zip(rows, new) if not scan.is_bot})
     if visits:
-        session.execute(insert(VisitorScan.__table__), [{"day": d, "visitor": v, "scan_id": i} for d, v, i in visits])
+        _remember_visitors(session, visits)
     return len(new)
+
+
+def _remember_visitors(session: Session, visits: list[tuple[date, str, int]]) -> None:
+    """visitor_scans rows (day, visitor, scan id), in key order. On SQLite at the driver, as the buckets go
+    (_executemany); psycopg's executemany already sends them in one pipeline."""
+    if dialect_of(session) is postgresql:
+        session.execute(insert(VisitorScan.__table__), [{"day": d, "visitor": v, "scan_id": i} for d, v, i in visits])
+        return
+    dialect = session.get_bind().dialect
+    to_day = VisitorScan.__table__.c.day.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+    days = {day: to_day(day) for day in {day for day, _, _ in visits}}
+    rows = [(days[day], visitor, scan_id) for day, visitor, scan_id in visits]
+    session.connection().exec_driver_sql("INSERT INTO visitor_scans (day, visitor, scan_id) VALUES (?, ?, ?)", rows)
 
 
 def _earlier_scans(session: Session, new: list[ScanFacts], low: int) -> Iterator[ScanFacts]:
