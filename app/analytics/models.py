@@ -93,7 +93,8 @@ class VisitorScan(Base):
 
     A table of the rollup's rather than an index on scans.visitor: a hash is random, and an index kept in
     random order cost ingestion a page written per stored scan once it outgrew the cache, more the larger
-    the table (SQLite: 18 µs per scan over the first 20,000, 45 over the 200,000th; 15 flat without it).
+    the table (SQLite, 200,000 scans: 18 µs per scan at first and 45 at the end with it, ~15 throughout
+    without it; README, Benchmarks).
     Here rows are written by the rollup, a chunk at a time in key order, off the scans' path, and only for
     days whose visitor salt still exists: once a salt is gone no scan can carry that day's hashes again
     (app/scans/ingest.py), so the table holds a day or two of scans however many the scans table keeps."""

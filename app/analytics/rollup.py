@@ -323,8 +323,8 @@ def _utc_day(scan: ScanFacts) -> date:
 
 def forget_past_visitors(sessions: sessionmaker[Session]) -> int:
     """Delete the visitor_scans rows of days older than the oldest visitor salt. Those salts are gone, so no
-    scan stored from now on carries those days' hashes (a late scan of such a day gets a new salt); call it
-    when every scan stored so far is folded, and none that does is left to look for them."""
+    scan stored from now on carries those days' hashes (a late scan of such a day gets a new salt). Call it
+    only when every scan stored so far is folded: an unfolded scan of such a day would still look for them."""
     with sessions.begin() as session:
         oldest_salt = select(func.min(VisitorSalt.day)).scalar_subquery()
         return session.execute(delete(VisitorScan).where(VisitorScan.day < oldest_salt)).rowcount
