@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from types import ModuleType
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -63,10 +63,12 @@ def new_id() -> uuid.UUID:
     return uuid7()
 
 
-def dialect_of(session: Session) -> ModuleType:
-    """`postgresql` or `sqlite`, the module of the session's database: for what SQLAlchemy keeps per dialect
-    (INSERT … ON CONFLICT), and for the few paths that differ (`dialect_of(session) is postgresql`)."""
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+def dialect_of(bind: Session | Connection) -> ModuleType:
+    """`postgresql` or `sqlite`, the module of the database behind a session or a connection: for what
+    SQLAlchemy keeps per dialect (INSERT … ON CONFLICT), and for the few paths that differ
+    (`dialect_of(session) is postgresql`)."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    return postgresql if dialect.name == "postgresql" else sqlite
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

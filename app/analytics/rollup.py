@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import Column, delete, func, insert, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -276,9 +276,10 @@ def _fold(session: Session, low: int, high: int, closed_before: date | None, sin
     if not rows:
         return 0
     new = [ScanFacts(*row[1:]) for row in rows]
-    deltas = fold(new, _earlier_scans(session, new, low))
+    days = [scan.scanned_at.astimezone(UTC).date() for scan in new]
+    deltas = fold(new, _earlier_scans(session, new, days, low))
     _add(session, deltas, closed_before)
-    visits = sorted({(_utc_day(scan), scan.visitor, row[0]) for row, scan in zip(rows, new) if not scan.is_bot})
+    visits = sorted((day, scan.visitor, row[0]) for row, scan, day in zip(rows, new, days) if not scan.is_bot)
     if visits:
         _remember_visitors(session, visits)
     return len(new)
@@ -290,20 +291,19 @@ def _remember_visitors(session: Session, visits: list[tuple[date, str, int]]) ->
     if dialect_of(session) is postgresql:
         session.execute(insert(VisitorScan.__table__), [{"day": d, "visitor": v, "scan_id": i} for d, v, i in visits])
         return
-    dialect = session.get_bind().dialect
-    to_day = VisitorScan.__table__.c.day.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+    to_day = _bind_processor(session, VisitorScan.__table__.c.day)
     days = {day: to_day(day) for day in {day for day, _, _ in visits}}
     rows = [(days[day], visitor, scan_id) for day, visitor, scan_id in visits]
     session.connection().exec_driver_sql("INSERT INTO visitor_scans (day, visitor, scan_id) VALUES (?, ?, ?)", rows)
 
 
-def _earlier_scans(session: Session, new: list[ScanFacts], low: int) -> Iterator[ScanFacts]:
-    """Non-bot scans with id <= low of the visitors in `new` on the same UTC days (fold() keeps those of the
-    same link), found through visitor_scans."""
+def _earlier_scans(session: Session, new: list[ScanFacts], days: list[date], low: int) -> Iterator[ScanFacts]:
+    """Non-bot scans with id <= low of the visitors in `new` (scanned on `days`, UTC) on the same days (fold()
+    keeps those of the same link), found through visitor_scans."""
     visitors_by_day: dict[date, set[str]] = {}
-    for scan in new:
+    for scan, day in zip(new, days):
         if not scan.is_bot:
-            visitors_by_day.setdefault(_utc_day(scan), set()).add(scan.visitor)
+            visitors_by_day.setdefault(day, set()).add(scan.visitor)
     v = VisitorScan
     for day, visitors in sorted(visitors_by_day.items()):
         ordered = sorted(visitors)
@@ -315,10 +315,6 @@ def _earlier_scans(session: Session, new: list[ScanFacts], low: int) -> Iterator
             )
             for row in session.execute(query):
                 yield ScanFacts(*row)
-
-
-def _utc_day(scan: ScanFacts) -> date:
-    return scan.scanned_at.astimezone(UTC).date()
 
 
 def forget_past_visitors(sessions: sessionmaker[Session]) -> int:
@@ -382,12 +378,17 @@ def _merge_sql(table: type[HourlyBucket | DailyBucket], source: str) -> str:
             f"ON CONFLICT (link_id, dimension, start, value) DO UPDATE SET {updates}")
 
 
-def _executemany(session: Session, table: type[HourlyBucket | DailyBucket], rows: list[tuple]) -> None:
+def _bind_processor(session: Session, column: Column[Any]) -> Callable[[Any], Any]:
+    """What SQLAlchemy itself makes of the column's values on the session's database, for rows sent straight
+    to the driver. dialect_impl: this dialect's processor (for UTCDateTime, SQLite's DATETIME text after the
+    decorator's UTC check), not the generic type's."""
     dialect = session.get_bind().dialect
-    # dialect_impl: the processors SQLAlchemy itself applies on this dialect (for UTCDateTime, SQLite's
-    # DATETIME text after the decorator's UTC check), not the generic type's.
-    to_link = table.__table__.c.link_id.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
-    to_start = table.__table__.c.start.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+
+
+def _executemany(session: Session, table: type[HourlyBucket | DailyBucket], rows: list[tuple]) -> None:
+    to_link = _bind_processor(session, table.__table__.c.link_id)
+    to_start = _bind_processor(session, table.__table__.c.start)
     links: dict[uuid.UUID, Any] = {}
     starts: dict[datetime, Any] = {}
     converted = []

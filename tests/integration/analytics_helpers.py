@@ -9,11 +9,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, case, func, insert, literal_column, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.analytics.models import DIMENSIONS, DailyBucket, HourlyBucket
-from app.db import utcnow
+from app.db import dialect_of, utcnow
 from app.identity.models import Workspace
 from app.links.models import Link
 from app.scans.models import Scan, VisitorSalt
@@ -51,10 +50,9 @@ def insert_scans(engine: Engine, rows: list[dict]) -> None:
     past visitors goes by)."""
     if rows:
         days = {row["scanned_at"].astimezone(UTC).date() for row in rows}
-        insert_salts = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(VisitorSalt)
         with engine.begin() as connection:
             connection.execute(
-                insert_salts.on_conflict_do_nothing(index_elements=["day"]),
+                dialect_of(connection).insert(VisitorSalt).on_conflict_do_nothing(index_elements=["day"]),
                 [{"day": day, "salt": secrets.token_bytes(32)} for day in days],
             )
             connection.execute(insert(Scan), rows)
