@@ -203,3 +203,34 @@ def test_a_redelivered_batch_stores_nothing_twice(gateway, alice, backend):
     assert by_id[str(first[0].event_id)]["referrer_host"] == "news.example.org"
     assert by_id[str(first[1].event_id)]["is_bot"] is True
     assert (by_id[str(first[2].event_id)]["user_agent"], by_id[str(first[2].event_id)]["referrer"]) == (None, None)
+
+
+def test_a_batch_across_codes_adds_to_each_code_its_own_scans(gateway, alice, backend):
+    """One batch holds the scans of many codes: each code's scans_total grows by its own people's scans,
+    and a code that only bots fetched stays where it was."""
+    from sqlalchemy import select
+
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.links.models import Link
+    from app.scans.enrichment import Enricher
+    from app.scans.events import ScanRecorded
+    from app.scans.ingest import record_scans
+
+    codes = [dynamic_code(gateway, alice) for _ in range(3)]
+    engine = create_sync_engine(backend.settings)
+    sessions = sync_sessionmaker(engine)
+    with sessions() as session:
+        link_ids = [session.scalar(select(Link.id).where(Link.slug == code["slug"])) for code in codes]
+
+    def events(code: int, user_agent: str, count: int) -> list[ScanRecorded]:
+        slug, link_id = codes[code]["slug"], link_ids[code]
+        return [ScanRecorded(slug=slug, link_id=link_id, user_agent=user_agent) for _ in range(count)]
+
+    try:
+        batch = [*events(0, IPHONE, 3), *events(1, IPHONE, 1), *events(0, SLACKBOT, 2), *events(2, SLACKBOT, 2)]
+        assert record_scans(sessions, Enricher(), batch) == 8
+    finally:
+        engine.dispose()
+
+    shown = [gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json() for code in codes]
+    assert [code["scans_total"] for code in shown] == [3, 1, 0]

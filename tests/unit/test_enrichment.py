@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
@@ -180,6 +183,8 @@ def test_referrer_host(enricher: Enricher, referrer: str | None, host: str | Non
         ("not an ip", None),
         ("81.2.69.142:443", None),
         ("999.1.1.1", None),
+        ("081.2.69.142", None),  # a leading zero: octal to some parsers, refused by ipaddress
+        ("81.2.69", None),
         ("1" * 10_000, None),
         ("", None),
         (None, None),
@@ -188,6 +193,17 @@ def test_referrer_host(enricher: Enricher, referrer: str | None, host: str | Non
 def test_ip_is_kept_only_anonymized(ip: str | None, anonymized: str | None) -> None:
     enricher = Enricher(keep_anonymized_ip=True)
     assert enricher.enrich(IPHONE, None, ip).ip_anonymized == anonymized
+
+
+@given(st.text(alphabet="0123456789. x+-\t", max_size=20) | st.ip_addresses(v=4).map(str))
+def test_an_ipv4_address_reads_as_the_standard_library_reads_it(text: str) -> None:
+    # The C fast path for IPv4 (app/scans/enrichment.py _ip) must accept no more than ipaddress does.
+    try:
+        network = ipaddress.ip_network(f"{ipaddress.ip_address(text.strip())}/24", strict=False)
+        expected = str(network.network_address)
+    except ValueError:
+        expected = None
+    assert Enricher(keep_anonymized_ip=True).enrich(IPHONE, None, text).ip_anonymized == expected
 
 
 def test_no_ip_at_all_unless_asked_for(enricher: Enricher) -> None:
