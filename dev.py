@@ -2,7 +2,7 @@
 """Set-up and entry point for a fresh checkout: needs nothing but Python >= 3.11.
 
     python3 dev.py up      # the whole platform (gateway, workers, beat, Flower) on the embedded default
-    python3 dev.py test    # the test suite (extra arguments go to pytest)
+    python3 dev.py test    # ruff check, then the test suite (extra arguments go to pytest)
     python3 dev.py bench   # the benchmarks in bench/
 
 It keeps a virtualenv in .venv and reinstalls the project only when pyproject.toml changes.
@@ -24,7 +24,7 @@ STAMP = VENV / ".qrflow-installed"
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - runs on the system python3 before .venv exists: a plain refusal
         sys.exit(f"qrflow needs Python >= 3.11; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
@@ -45,6 +45,10 @@ COMMANDS = {
     "bench": lambda args: [str(BIN / "python"), str(ROOT / "bench" / "run.py"), *args],
     "qrflow": lambda args: [str(BIN / "qrflow"), *args],
 }
+# Run first, from the project root: the command itself runs only if every one of them passes.
+BEFORE = {
+    "test": [[str(BIN / "ruff"), "check", "."]],  # the lint configured in pyproject.toml
+}
 
 
 def main() -> None:
@@ -53,6 +57,10 @@ def main() -> None:
     ensure_environment()
     command = COMMANDS[sys.argv[1]](sys.argv[2:])
     os.chdir(ROOT)
+    for step in BEFORE.get(sys.argv[1], []):
+        returncode = subprocess.run(step).returncode
+        if returncode != 0:
+            sys.exit(returncode)
     os.execv(command[0], command)
 
 

@@ -32,12 +32,32 @@ class Failed(Exception):
 
 @batch_cli.command("create")
 def create(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV: a header row (kind, url, text, …), then one code per row")],
-    formats: Annotated[str, typer.Option("--format", "-f", help="Image formats in the archive, comma-separated")] = "png,svg",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the zip; default FILE's name with .zip")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV: a header row (kind, url, text, …), then one code per row",
+        ),
+    ],
+    formats: Annotated[
+        str,
+        typer.Option("--format", "-f", help="Image formats in the archive, comma-separated"),
+    ] = "png,svg",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to save the zip; default FILE's name with .zip"),
+    ] = None,
     url: Annotated[str | None, typer.Option(help="The gateway; default http://QRFLOW_API_HOST:QRFLOW_API_PORT")] = None,
-    key: Annotated[str | None, typer.Option(envvar="QRFLOW_API_KEY", help="An API key with write scope (or QRFLOW_API_KEY)")] = None,
-    partial: Annotated[bool, typer.Option("--partial", help="Create the valid rows even if others are invalid")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(envvar="QRFLOW_API_KEY", help="An API key with write scope (or QRFLOW_API_KEY)"),
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option("--partial", help="Create the valid rows even if others are invalid"),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the batch to finish")] = 3600,
 ) -> None:
     """Create a code per CSV row through the gateway, wait for every image, save the zip."""
@@ -47,15 +67,18 @@ def create(
 
     console = Console(stderr=True, soft_wrap=True)
     if not key:
-        console.print("[red]an API key is needed: --key or QRFLOW_API_KEY (qrflow apikey create --workspace NAME)[/red]")
+        console.print(
+            "[red]an API key is needed: --key or QRFLOW_API_KEY (qrflow apikey create --workspace NAME)[/red]"
+        )
         raise typer.Exit(2)
     if url is None:
         settings = get_settings()
         host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
         url = f"http://{host}:{settings.api_port}"
     target = out or file.with_suffix(".zip")
+    headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, timeout=httpx.Timeout(60, connect=5)) as client:
-        code = run(client, {"Authorization": f"Bearer {key}"}, file.read_bytes(), formats, target, partial, console, timeout)
+        code = run(client, headers, file.read_bytes(), formats, target, partial, console, timeout)
     raise typer.Exit(code)
 
 
@@ -76,13 +99,16 @@ def run(
         if response.status_code != 202:
             return _refused(response, console)
         batch = response.json()
-        console.print(f"batch {batch['id']}: {batch['total']:,} codes" + (f", {batch['rejected']:,} rows rejected" if batch["rejected"] else ""))
+        rejected = f", {batch['rejected']:,} rows rejected" if batch["rejected"] else ""
+        console.print(f"batch {batch['id']}: {batch['total']:,} codes" + rejected)
         batch = _wait(client, headers, batch, console, timeout, poll_seconds)
         size = _download(client, headers, batch, out, console)
     except Failed as exc:
         console.print(f"[red]{exc}[/red]")
         return FAILED
-    console.print(f"saved {out} ({size:,} bytes): {batch['done']:,} codes in {', '.join(batch['formats'])} and manifest.csv")
+    console.print(
+        f"saved {out} ({size:,} bytes): {batch['done']:,} codes in {', '.join(batch['formats'])} and manifest.csv"
+    )
     if batch["errors"]:
         _error_table(batch["errors"], batch["errors_total"], console, "not in the archive")
     return PARTLY if batch["failed"] or batch["rejected"] else OK
@@ -137,7 +163,9 @@ def _error_table(errors: list[dict], total: int, console: Console, note: str) ->
         console.print(f"… and {total - _SHOWN_ERRORS:,} more (manifest.csv in the archive lists every row)")
 
 
-def _wait(client: Any, headers: dict[str, str], batch: dict, console: Console, timeout: float, poll_seconds: float) -> dict:
+def _wait(
+    client: Any, headers: dict[str, str], batch: dict, console: Console, timeout: float, poll_seconds: float
+) -> dict:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -148,7 +176,9 @@ def _wait(client: Any, headers: dict[str, str], batch: dict, console: Console, t
     )
 
     deadline, url = time.monotonic() + timeout, f"/v1/batches/{batch['id']}"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("rendering", total=batch["total"])
         while True:
@@ -156,7 +186,8 @@ def _wait(client: Any, headers: dict[str, str], batch: dict, console: Console, t
             if response.status_code != 200:
                 raise Failed(f"HTTP {response.status_code} reading the batch: {response.text[:300]}")
             batch = response.json()
-            progress.update(task, completed=batch["done"] + batch["failed"] + batch["deleted"], description=batch["status"])
+            completed = batch["done"] + batch["failed"] + batch["deleted"]
+            progress.update(task, completed=completed, description=batch["status"])
             if batch["status"] in ("done", "failed"):
                 return batch
             if time.monotonic() > deadline:

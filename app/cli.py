@@ -39,7 +39,9 @@ def rollup(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recount the buckets from the raw scans")] = False,
     since: Annotated[
         datetime | None,
-        typer.Option("--from", formats=["%Y-%m-%d"], help="With --rebuild: the first UTC day to recount (default: all)"),
+        typer.Option(
+            "--from", formats=["%Y-%m-%d"], help="With --rebuild: the first UTC day to recount (default: all)"
+        ),
     ] = None,
 ) -> None:
     """Fold stored scans into the analytics buckets now (beat does it every minute)."""
@@ -99,7 +101,10 @@ def _celery(argv: list[str]) -> None:
 
 @cli.command()
 def worker(
-    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: qr,scans,analytics,default")] = ",".join(QUEUES),
+    queues: Annotated[
+        str,
+        typer.Option("--queues", "-Q", help="Comma-separated: qr,scans,analytics,default"),
+    ] = ",".join(QUEUES),
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Pool processes; 0: one per core")] = 0,
     pool: Annotated[str, typer.Option(help="prefork for CPU work; threads for I/O-bound queues")] = "prefork",
 ) -> None:

@@ -124,11 +124,15 @@ def _banner(console: Console, settings: Settings, base: str, api_key: str | None
     password_hint = f"password in {password_file}" if password_file.exists() else "password from QRFLOW_FLOWER_PASSWORD"
     console.print("\n[bold green]qrflow is up[/bold green]")
     console.print(f"  API        {base}   docs: {base}/docs")
-    console.print(f"  Flower     http://{settings.flower_host}:{settings.flower_port}   user {settings.flower_user}, {password_hint}")
+    flower = f"http://{settings.flower_host}:{settings.flower_port}"
+    console.print(f"  Flower     {flower}   user {settings.flower_user}, {password_hint}")
     console.print(f"  Data       {settings.data_dir}")
     if api_key:
         console.print("  API key    (workspace 'default', scope admin; shown only this once)")
         print(f"QRFLOW_API_KEY={api_key}", flush=True)
     else:
         console.print("  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key")
-    console.print(f'  Try:       curl -H "Authorization: Bearer $QRFLOW_API_KEY" {base}/v1/qrcodes\n  Stop with Ctrl-C.\n')
+    console.print(
+        f'  Try:       curl -H "Authorization: Bearer $QRFLOW_API_KEY" {base}/v1/qrcodes\n'
+        "  Stop with Ctrl-C.\n"
+    )

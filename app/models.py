@@ -5,9 +5,12 @@ from app.db import Base
 from app.gateway.idempotency import IdempotencyRecord
 from app.identity.models import ApiKey, Workspace
 from app.links.models import Link
-from app.qrcodes.logos import Logo
 from app.qrcodes.batches.models import Batch, BatchItem
+from app.qrcodes.logos import Logo
 from app.qrcodes.models import QRCode, QRCodeTag
 from app.scans.models import Scan, VisitorSalt
 
-__all__ = ["ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link", "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace"]
+__all__ = [
+    "ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link",
+    "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace",
+]

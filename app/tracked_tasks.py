@@ -104,7 +104,9 @@ class TrackedTasks:
             state=state,
             result=result if state == "SUCCESS" and isinstance(result, dict) else None,
             # The exception's type only: its message can carry internals (hosts, SQL) the client has no use for.
-            error=(result or {}).get("exc_type") if state in ("FAILURE", "RETRY") and isinstance(result, dict) else None,
+            error=(
+                (result or {}).get("exc_type") if state in ("FAILURE", "RETRY") and isinstance(result, dict) else None
+            ),
             done_at=_utc(done) if isinstance(done, str) and state in ("SUCCESS", "FAILURE") else None,
         )
 

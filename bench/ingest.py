@@ -49,9 +49,9 @@ from bench.common import (  # noqa: E402
     require_wrk,
     run_wrk,
     temp_dir,
+    write_results,
     wrk_command,
     wrk_script,
-    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
@@ -89,7 +89,9 @@ class Sampler:
         payload = self.client.get("/metrics").text
         at = (started + time.monotonic()) / 2 - self.origin
         return at, {
-            "answered": int(metric(payload, "qrflow_http_requests_total", method="GET", route="/r/{slug}", status="302") or 0),
+            "answered": int(
+                metric(payload, "qrflow_http_requests_total", method="GET", route="/r/{slug}", status="302") or 0
+            ),
             "spool_depth": int(metric(payload, "qrflow_scan_spool_depth") or 0),
             "queue_depth": int(metric(payload, "qrflow_queue_depth", queue="scans") or 0),
         }
@@ -105,14 +107,16 @@ def lags(samples: list[Sample], start: Sample) -> None:
     i.e. about how long the oldest scan not yet stored has waited."""
     points = [(start.t_answered, start.answered)] + [(s.t_answered, s.answered) for s in samples]
     for s in samples:
-        for (t0, a0), (t1, a1) in zip(points, points[1:]):
+        for (t0, a0), (t1, a1) in zip(points, points[1:], strict=False):
             if a1 >= s.stored:  # the first stretch in which the answered counter passed `stored`
                 when = t0 + (s.stored - a0) / (a1 - a0) * (t1 - t0) if a1 > a0 else t0
                 s.lag = max(0.0, s.t_stored - when)
                 break
 
 
-def run(base: str, db: Path, url: str, seconds: int, connections: int, script: Path, pids: dict[str, int]) -> dict[str, Any]:
+def run(
+    base: str, db: Path, url: str, seconds: int, connections: int, script: Path, pids: dict[str, int]
+) -> dict[str, Any]:
     sampler = Sampler(base, db)
     run_wrk(url, WARMUP_SECONDS, connections, script)
     deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -155,7 +159,9 @@ def run(base: str, db: Path, url: str, seconds: int, connections: int, script: P
         "redirects_per_s": result["requests_per_s"],
         "answered": answered,
         "stored": stored,
-        "stored_per_s_during_wrk": (at_wrk_end.stored - start.stored) / at_wrk_end.t_stored if at_wrk_end.t_stored else 0.0,
+        "stored_per_s_during_wrk": (
+            (at_wrk_end.stored - start.stored) / at_wrk_end.t_stored if at_wrk_end.t_stored else 0.0
+        ),
         "stored_per_s_overall": stored / drained_at if drained_at else None,
         "wrk_seconds": wrk_done_at,
         "drained_seconds_after_wrk": drained_at - wrk_done_at if drained_at else None,
@@ -171,20 +177,23 @@ def run(base: str, db: Path, url: str, seconds: int, connections: int, script: P
 
 
 def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
-    table = Table(title=f"Scans under full redirect load: wrk -t1 -c{context['connections']}, samples every {INTERVAL} s")
+    table = Table(title=f"Scans under full redirect load: wrk -t1 -c{context['connections']}, "
+                        f"samples every {INTERVAL} s")
     for column in ("t s", "answered", "stored", "behind", "lag s", "in spool", "in queue"):
         table.add_column(column, justify="right")
     samples = r["samples"]
     step = max(1, len(samples) // 24)  # about two dozen rows, and always the last
     for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
-        table.add_row(f"{s['t_stored']:.1f}", f"{s['answered']:,}", f"{s['stored']:,}", f"{s['answered'] - s['stored']:,}",
-                      f"{s['lag']:.2f}", f"{s['spool_depth']:,}", f"{s['queue_depth']:,}")
+        table.add_row(f"{s['t_stored']:.1f}", f"{s['answered']:,}", f"{s['stored']:,}",
+                      f"{s['answered'] - s['stored']:,}", f"{s['lag']:.2f}", f"{s['spool_depth']:,}",
+                      f"{s['queue_depth']:,}")
     console.print(table)
     w = r["wrk"]
     console.print(f"redirects: {r['redirects_per_s']:,.0f}/s for {r['wrk_seconds']:.1f} s (p50 {w['p50_ms']:.1f} ms, "
                   f"p99 {w['p99_ms']:.1f} ms, errors: {w['status_errors']} status, {w['timeouts']} timeouts)")
     overall = f"{r['stored_per_s_overall']:,.0f}/s" if r["stored_per_s_overall"] else "n/a (never drained)"
-    console.print(f"stored: {r['stored_per_s_during_wrk']:,.0f}/s while wrk ran ({r['stored_per_s_during_wrk'] / r['redirects_per_s']:.2f} "
+    console.print(f"stored: {r['stored_per_s_during_wrk']:,.0f}/s while wrk ran "
+                  f"({r['stored_per_s_during_wrk'] / r['redirects_per_s']:.2f} "
                   f"of the redirect rate: below 1.00 the backlog, and the lag, grow for as long as the load lasts); "
                   f"{overall} from wrk's start until the last was stored")
     drained = r["drained_seconds_after_wrk"]
@@ -192,7 +201,8 @@ def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
                   f"[red]backlog NOT drained {DRAIN_TIMEOUT:.0f} s after wrk ended[/red]")
     console.print(f"largest backlog: {r['max_spool_depth']:,} scans in the gateway's spool, {r['max_queue_depth']:,} "
                   "messages (batches of scans) waiting in the scans queue, besides those the worker had prefetched")
-    console.print(f"visitors: {r['distinct_visitors']:,} distinct in the scans table, warm-up included (clients: {context['clients']})")
+    console.print(f"visitors: {r['distinct_visitors']:,} distinct in the scans table, "
+                  f"warm-up included (clients: {context['clients']})")
     console.print(f"cores busy while wrk ran: {r['cores_busy_during_wrk']} ({context['cores']} cores in all)")
     console.print(f"CPU µs per scan, wrk's start to drained: {r['cpu_us_per_scan']}")
     context["load_average_after"] = load_average()

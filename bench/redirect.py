@@ -25,8 +25,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,8 @@ from bench.common import (  # noqa: E402
     stop,
     temp_dir,
     wait_until_answering,
-    wrk_script,
     write_results,
+    wrk_script,
 )
 
 RESULTS = ROOT / "bench" / "results" / "redirect.json"
@@ -70,7 +70,12 @@ def children_cpu() -> float:
 
 
 def measure(
-    url: str, seconds: int, connections: int, script: Path, pids: dict[str, int], settle: Callable[[], Any] = lambda: None
+    url: str,
+    seconds: int,
+    connections: int,
+    script: Path,
+    pids: dict[str, int],
+    settle: Callable[[], Any] = lambda: None,
 ) -> tuple[dict[str, Any], Any]:
     """wrk's figures of the measured run, CPU per process; and what `settle` returned after the warm-up."""
     run_wrk(url, WARMUP_SECONDS, connections, script)  # imports, connections, caches: discarded
@@ -132,7 +137,8 @@ def gateway_rate(tmp: Path, seconds: int, connections: int, script: Path) -> dic
         code_id, slug = code["id"], code["slug"]
         url = f"{base}/r/{slug}"
         # The warm-up's scans are stored before the measured run starts: an empty backlog, clean counts.
-        result, before = measure(url, seconds, connections, script, pids, lambda: wait_stored(base, key, db, code_id, slug)[0])
+        result, before = measure(url, seconds, connections, script, pids,
+                                 lambda: wait_stored(base, key, db, code_id, slug)[0])
         after, waited = wait_stored(base, key, db, code_id, slug)
         result["scans"] = {name: after[name] - before[name] for name in after} | {
             "answered_per_wrk": result["answered_ok"], "seconds_to_store_after_wrk": round(waited, 2),
@@ -148,8 +154,8 @@ def report(context: dict[str, Any], bare: dict[str, Any], gate: dict[str, Any]) 
         table.add_column(column, justify="left" if column == "server" else "right")
     rows = (("bare Starlette 302", bare, "server"), ("gateway (cache + spool, worker storing)", gate, "gateway"))
     for name, r, server in rows:
-        table.add_row(name, f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                      f"{r['max_ms']:.1f}", f"{r['cpu_us_per_request'][server]:.0f}",
+        table.add_row(name, f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+                      f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}", f"{r['cpu_us_per_request'][server]:.0f}",
                       f"{gate['requests_per_s'] / r['requests_per_s']:.2f}")
     console.print(table)
     cpu = Table(title=f"CPU while measuring ({context['cores']} cores in all; 1.00 = one core all the time)")
@@ -159,7 +165,8 @@ def report(context: dict[str, Any], bare: dict[str, Any], gate: dict[str, Any]) 
         for role, busy in r["cores_busy"].items():
             cpu.add_row(f"{label}: {role}", f"{busy:.2f}", f"{r['cpu_us_per_request'][role]:.0f}")
     console.print(cpu)
-    errors = {k: gate[k] + bare[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")}
+    kinds = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    errors = {k: gate[k] + bare[k] for k in kinds}
     if any(errors.values()):
         console.print(f"[red]wrk errors (both runs): {errors}[/red]")
     s = gate["scans"]
@@ -167,7 +174,8 @@ def report(context: dict[str, Any], bare: dict[str, Any], gate: dict[str, Any]) 
     console.print(
         f"scans: answered {s['answered_per_wrk']:,} per wrk, {s['answered']:,} per the gateway's 302 counter; "
         f"stored {s['scans_total']:,} (scans_total), {s['rows']:,} (rows in SQLite), "
-        f"{s['seconds_to_store_after_wrk']:.1f} s after wrk ended -> {'[green]exact[/green]' if exact else '[red]NOT exact[/red]'}"
+        f"{s['seconds_to_store_after_wrk']:.1f} s after wrk ended -> "
+        f"{'[green]exact[/green]' if exact else '[red]NOT exact[/red]'}"
     )
     console.print("  (wrk stops counting at its deadline: up to one response per connection it was still waiting for "
                   "was answered and recorded but not counted by wrk)")

@@ -186,7 +186,10 @@ async def _measure(
         newest = conn.execute("SELECT max(rendered_at) FROM qrcodes").fetchone()[0]
     exact = datetime.fromisoformat(newest).replace(tzinfo=UTC).timestamp() - wall0
     elapsed = min(finished - started, exact) if exact > 0 else finished - started
-    phases = {"submitting": (cpu0, cpu1, submitted - started), "draining": (cpu1, cpu2, max(finished - submitted, 1e-9))}
+    phases = {
+        "submitting": (cpu0, cpu1, submitted - started),
+        "draining": (cpu1, cpu2, max(finished - submitted, 1e-9)),
+    }
     return {
         "codes": created,
         "codes_per_s": created / elapsed,
@@ -209,7 +212,8 @@ async def _measure(
 
 
 def batch_rate(n: int, worker_concurrency: int) -> dict[str, Any]:
-    with temp_dir("qrflow-bench-batch-") as tmp, platform_running(tmp, ["-Q", "qr,default", "-c", str(worker_concurrency)]) as (base, key, db, pids):
+    worker_args = ["-Q", "qr,default", "-c", str(worker_concurrency)]
+    with temp_dir("qrflow-bench-batch-") as tmp, platform_running(tmp, worker_args) as (base, key, db, pids):
         warmup = 2 * worker_concurrency
         _post_batch(base, key, 0, warmup)
         asyncio.run(wait_ready(db, warmup))
@@ -224,7 +228,10 @@ def _post_batch(base: str, key: str, first: int, n: int) -> dict[str, Any]:
     # The same codes as the platform path: dynamic URL codes, each encoding its short link.
     items = [{"kind": "url", "data": {"url": f"https://example.com/p/{i}"}} for i in range(first, first + n)]
     response = httpx.post(
-        f"{base}/v1/batches", json={"items": items, "formats": ["png"]}, headers={"Authorization": f"Bearer {key}"}, timeout=600
+        f"{base}/v1/batches",
+        json={"items": items, "formats": ["png"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=600,
     )
     if response.status_code != 202:
         raise PlatformFailed(f"POST /v1/batches: {response.status_code} {response.text[:300]}")
@@ -279,28 +286,35 @@ def report_batch(context: dict[str, Any], raw: dict[str, tuple[float, float]], b
     for column in ("path", "codes/s", "CPU ms per code", "batch / this"):
         table.add_column(column, justify="left" if column == "path" else "right")
     table.add_row("raw segno PNG (make_qr + PNG)", f"{png:,.0f}", f"{raw['segno_png'][1]:.1f}", f"{rate / png:.2f}")
-    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{raw['render_images'][1]:.1f}", f"{rate / full:.2f}")
+    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{raw['render_images'][1]:.1f}",
+                  f"{rate / full:.2f}")
     table.add_row("batch (POST -> all ready)", f"{rate:,.0f}" if rate else "FAILED", f"{total_ms:.1f}", "1.00")
     console.print(table)
     if "error" in batch:
         console.print(f"[red]batch path failed: {batch['error']}[/red]")
         return {"batch": batch}
     console.print(f"POST /v1/batches answered in {batch['post_seconds']:.2f} s (every row validated and inserted); "
-                  f"all {n:,} codes ready {batch['seconds']:.1f} s after it was sent; archive of {batch['archive_pngs']:,} "
-                  f"PNGs ({batch['archive_bytes'] / 1e6:.1f} MB) downloaded in {batch['archive_seconds']:.1f} s; "
+                  f"all {n:,} codes ready {batch['seconds']:.1f} s after it was sent; "
+                  f"archive of {batch['archive_pngs']:,} PNGs ({batch['archive_bytes'] / 1e6:.1f} MB) "
+                  f"downloaded in {batch['archive_seconds']:.1f} s; "
                   f"statuses {batch['statuses']} -> {'[green]OK[/green]' if batch['ok'] else '[red]NOT OK[/red]'}")
     cpu = Table(title="CPU during the batch run")
     for column in ("process", "cores busy: posting", "cores busy: draining", "CPU ms per code"):
         cpu.add_column(column, justify="left" if column == "process" else "right")
     for role, ms in batch["cpu_ms_per_code"].items():
-        cpu.add_row(role, *(f"{batch['cpu_cores'][phase].get(role, 0):.2f}" for phase in ("posting", "draining")), f"{ms:.1f}")
+        busy = [f"{batch['cpu_cores'][phase].get(role, 0):.2f}" for phase in ("posting", "draining")]
+        cpu.add_row(role, *busy, f"{ms:.1f}")
     console.print(cpu)
     console.print(f"load average before {context['load_average_before']}, after {context['load_average_after']}; "
                   f"per CPU second, batch / raw segno PNG = {raw['segno_png'][1] / total_ms:.2f}")
-    console.print(f"goal: batch >= 0.8 x raw segno PNG loop -> {rate / png:.2f} ({'met' if rate / png >= 0.8 else 'not met'})")
+    console.print(f"goal: batch >= 0.8 x raw segno PNG loop -> {rate / png:.2f} "
+                  f"({'met' if rate / png >= 0.8 else 'not met'})")
     return {
         "batch": batch,
-        "batch_ratios": {"batch_vs_raw_segno_png": round(rate / png, 3), "batch_vs_raw_render_images": round(rate / full, 3)},
+        "batch_ratios": {
+            "batch_vs_raw_segno_png": round(rate / png, 3),
+            "batch_vs_raw_render_images": round(rate / full, 3),
+        },
     }
 
 
@@ -315,7 +329,8 @@ def report(context: dict[str, Any], raw: dict[str, tuple[float, float]], plat: d
         table.add_column(column, justify="left" if column == "path" else "right")
     per_cpu = (lambda ms: f"{ms / total_ms:.2f}") if total_ms else (lambda ms: "-")
     table.add_row("raw segno PNG (make_qr + PNG)", f"{png:,.0f}", f"{png_ms:.1f}", f"{rate / png:.2f}", per_cpu(png_ms))
-    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{full_ms:.1f}", f"{rate / full:.2f}", per_cpu(full_ms))
+    table.add_row("raw render_images (PNG+SVG+PDF+EPS)", f"{full:,.0f}", f"{full_ms:.1f}", f"{rate / full:.2f}",
+                  per_cpu(full_ms))
     platform_row = f"{rate:,.0f}" if rate else "FAILED"
     table.add_row(f"platform (POST -> ready, worker -c {c})", platform_row, f"{total_ms:.1f}", "1.00", "1.00")
     console.print(table)
@@ -335,12 +350,19 @@ def report(context: dict[str, Any], raw: dict[str, tuple[float, float]], plat: d
         console.print(cpu)
     context["load_average_after"] = load_average()
     print_load_average(context)
-    console.print(f"goal: platform >= 0.8 x raw segno PNG loop -> {rate / png:.2f} ({'met' if rate / png >= 0.8 else 'not met'})")
+    console.print(f"goal: platform >= 0.8 x raw segno PNG loop -> {rate / png:.2f} "
+                  f"({'met' if rate / png >= 0.8 else 'not met'})")
     return {
         "context": context | {"finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
-        "codes_per_s": {"raw_segno_png": round(png, 1), "raw_render_images": round(full, 1), "platform": round(rate, 1)},
-        "cpu_ms_per_code": {"raw_segno_png": round(png_ms, 2), "raw_render_images": round(full_ms, 2), "platform": round(total_ms, 2)},
-        "ratios": {"platform_vs_raw_segno_png": round(rate / png, 3), "platform_vs_raw_render_images": round(rate / full, 3)},
+        "codes_per_s": {
+            "raw_segno_png": round(png, 1), "raw_render_images": round(full, 1), "platform": round(rate, 1)
+        },
+        "cpu_ms_per_code": {
+            "raw_segno_png": round(png_ms, 2), "raw_render_images": round(full_ms, 2), "platform": round(total_ms, 2)
+        },
+        "ratios": {
+            "platform_vs_raw_segno_png": round(rate / png, 3), "platform_vs_raw_render_images": round(rate / full, 3)
+        },
         "ratios_per_cpu_second": {
             "platform_vs_raw_segno_png": round(png_ms / total_ms, 3) if total_ms else 0.0,
             "platform_vs_raw_render_images": round(full_ms / total_ms, 3) if total_ms else 0.0,
@@ -355,7 +377,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="processes per path (default 2)")
     parser.add_argument("--worker-concurrency", type=int, help="the worker's -c (default: --processes)")
     parser.add_argument("--in-flight", type=int, default=32, help="concurrent POSTs (default 32)")
-    parser.add_argument("--paths", default="platform,batch", help="platform paths to run, comma-separated (default both)")
+    parser.add_argument("--paths", default="platform,batch",
+                        help="platform paths to run, comma-separated (default both)")
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
     n, p = args.codes, args.processes
     c = args.worker_concurrency or p

@@ -117,7 +117,10 @@ class Backend:
             fmt = "%Y-%m-%d %H:%M:%S.%f"
             connection.executemany(
                 f"INSERT INTO scans ({', '.join(SCAN_COLUMNS)}) VALUES ({', '.join('?' * len(SCAN_COLUMNS))})",
-                [(r[0].hex, r[1].hex, r[2].strftime(fmt), r[3].strftime(fmt), *r[4:10], int(r[10]), *r[11:]) for r in rows],
+                [
+                    (r[0].hex, r[1].hex, r[2].strftime(fmt), r[3].strftime(fmt), *r[4:10], int(r[10]), *r[11:])
+                    for r in rows
+                ],
             )
             connection.commit()
             connection.close()
@@ -173,7 +176,9 @@ def seed_links(settings: Settings, count: int) -> tuple[list[uuid.UUID], uuid.UU
     with sync_sessionmaker(engine).begin() as session:
         key = issue_api_key(session, "bench", Scope.ADMIN, name="bench")
         workspace = session.query(Workspace).filter_by(name="bench").one()
-        links = [Link(workspace_id=workspace.id, slug=f"b{i:07d}", target_url="https://example.com/") for i in range(count)]
+        links = [
+            Link(workspace_id=workspace.id, slug=f"b{i:07d}", target_url="https://example.com/") for i in range(count)
+        ]
         session.add_all(links)
         session.flush()
         codes = [QRCode(workspace_id=workspace.id, kind="url", data={"url": "https://example.com/"}, content="x",
@@ -260,7 +265,8 @@ def run_backend(backend: Backend, args: argparse.Namespace, now: datetime, redis
     # coming back (their earlier scans are looked up), as in a live rollup.
     increments = [
         Generator(links, seed=10 + i).scans(args.new, hour_ago + timedelta(minutes=20 * i),
-                                            hour_ago + timedelta(minutes=20 * (i + 1)), max(daily_visitors, args.new // 2))
+                                            hour_ago + timedelta(minutes=20 * (i + 1)),
+                                            max(daily_visitors, args.new // 2))
         for i in range(TRIALS)
     ]
     incremental = []
@@ -276,7 +282,8 @@ def run_backend(backend: Backend, args: argparse.Namespace, now: datetime, redis
         seconds, report = timed_rollup(empty)
         assert report.folded == args.new, report
         baseline.append(seconds)
-    console.print(f"  incremental {[round(s, 3) for s in incremental]} s; into an empty table {[round(s, 3) for s in baseline]} s")
+    console.print(f"  incremental {[round(s, 3) for s in incremental]} s; "
+                  f"into an empty table {[round(s, 3) for s in baseline]} s")
 
     # Warnings only: a log line per request would bury the results.
     read_settings = big.model_copy(
@@ -320,7 +327,8 @@ def report(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=1_000_000, help="scans seeded (default 1,000,000)")
-    parser.add_argument("--new", type=int, default=10_000, help="scans added for the incremental rollup (default 10,000)")
+    parser.add_argument("--new", type=int, default=10_000,
+                        help="scans added for the incremental rollup (default 10,000)")
     parser.add_argument("--links", type=int, default=1_000, help="codes (default 1,000)")
     parser.add_argument("--requests", type=int, default=200, help="analytics requests per read benchmark (default 200)")
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments

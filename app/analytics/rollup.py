@@ -279,7 +279,9 @@ def _fold(session: Session, low: int, high: int, closed_before: date | None, sin
     days = [scan.scanned_at.astimezone(UTC).date() for scan in new]
     deltas = fold(new, _earlier_scans(session, new, days, low))
     _add(session, deltas, closed_before)
-    visits = sorted((day, scan.visitor, row[0]) for row, scan, day in zip(rows, new, days) if not scan.is_bot)
+    visits = sorted(
+        (day, scan.visitor, row[0]) for row, scan, day in zip(rows, new, days, strict=True) if not scan.is_bot
+    )
     if visits:
         _remember_visitors(session, visits)
     return len(new)
@@ -301,7 +303,7 @@ def _earlier_scans(session: Session, new: list[ScanFacts], days: list[date], low
     """Non-bot scans with id <= low of the visitors in `new` (scanned on `days`, UTC) on the same days (fold()
     keeps those of the same link), found through visitor_scans."""
     visitors_by_day: dict[date, set[str]] = {}
-    for scan, day in zip(new, days):
+    for scan, day in zip(new, days, strict=True):
         if not scan.is_bot:
             visitors_by_day.setdefault(day, set()).add(scan.visitor)
     v = VisitorScan

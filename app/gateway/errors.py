@@ -35,7 +35,10 @@ _HTTP_CODES = {
 class ErrorDetail(BaseModel):
     # Absent (never null) but in a batch's errors.
     row: int | SkipJsonSchema[None] = Field(
-        None, description="POST /v1/batches: the row at fault (JSON: the item's position from 1; CSV: its line, the header being 1)."
+        None,
+        description=(
+            "POST /v1/batches: the row at fault (JSON: the item's position from 1; CSV: its line, the header being 1)."
+        ),
     )
     field: str = Field(description="The field at fault, dotted (`data.url`, `style.scale`); `body` for the whole body.")
     type: str = Field(description="Machine-readable: `missing`, `value_error`, `json_invalid`, `less_than_equal`, …")
@@ -203,7 +206,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        errors = exc.details or ([{"field": exc.field, "type": exc.code, "message": exc.message}] if exc.field else None)
+        errors = exc.details or (
+            [{"field": exc.field, "type": exc.code, "message": exc.message}] if exc.field else None
+        )
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
         return JSONResponse(error_body(exc.code, message, errors), status_code=exc.status, headers=exc.headers)
 

@@ -160,7 +160,9 @@ class IdempotencyMiddleware:
         existing = None
         for _ in range(3):  # a record removed between our INSERT and SELECT, or an expired one: again
             async with sessions() as session:
-                record = IdempotencyRecord(id=new_id(), owner=owner, key=key, fingerprint=fingerprint, created_at=utcnow())
+                record = IdempotencyRecord(
+                    id=new_id(), owner=owner, key=key, fingerprint=fingerprint, created_at=utcnow()
+                )
                 session.add(record)
                 try:
                     await session.commit()

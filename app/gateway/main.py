@@ -110,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def metrics(authorization: Annotated[str, Header()] = "") -> Response:
         if metrics_token and not secrets.compare_digest(authorization.encode(), f"Bearer {metrics_token}".encode()):
-            raise HTTPException(401, "send Authorization: Bearer <QRFLOW_METRICS_TOKEN>", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "send Authorization: Bearer <QRFLOW_METRICS_TOKEN>", headers={"WWW-Authenticate": "Bearer"}
+            )
         # In a thread: the queue-depth collector asks Redis (short timeouts), which must not block the loop.
         payload = await anyio.to_thread.run_sync(telemetry.metrics_payload, queue_depth)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)

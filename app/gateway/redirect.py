@@ -161,7 +161,9 @@ class Redirector:
     async def _answer(self, scope: Scope, send: Send, method: str) -> int:
         headers = dict(scope["headers"])
         if method not in ("GET", "HEAD"):
-            return await _refuse(send, headers, 405, "method_not_allowed", f"{method} is not allowed here", [(b"allow", b"GET, HEAD")])
+            return await _refuse(
+                send, headers, 405, "method_not_allowed", f"{method} is not allowed here", [(b"allow", b"GET, HEAD")]
+            )
         slug = scope["path"][len(PREFIX) :]
         try:
             link = await self._links.get(slug) if _SLUG.fullmatch(slug) else None
@@ -187,7 +189,9 @@ class Redirector:
                 "type": "http.response.start",
                 "status": 302,
                 # no-store: browsers must come back every time, so the target can change and every scan counts.
-                "headers": [(b"location", _location(link, scope["query_string"])), _NO_STORE, (b"content-length", b"0")],
+                "headers": [
+                    (b"location", _location(link, scope["query_string"])), _NO_STORE, (b"content-length", b"0")
+                ],
             }
         )
         await send({"type": "http.response.body", "body": b""})

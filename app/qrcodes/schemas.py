@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -218,26 +218,31 @@ class CreateEPCCode(_CreateCode):
 
 
 CreateCode = Annotated[
-    Union[
-        CreateURLCode,
-        CreateTextCode,
-        CreateWifiCode,
-        CreateVCardCode,
-        CreateEmailCode,
-        CreateSMSCode,
-        CreatePhoneCode,
-        CreateGeoCode,
-        CreateEventCode,
-        CreateMeCardCode,
-        CreateEPCCode,
-    ],
+    (
+        CreateURLCode
+        | CreateTextCode
+        | CreateWifiCode
+        | CreateVCardCode
+        | CreateEmailCode
+        | CreateSMSCode
+        | CreatePhoneCode
+        | CreateGeoCode
+        | CreateEventCode
+        | CreateMeCardCode
+        | CreateEPCCode
+    ),
     Field(discriminator="kind"),
 ]
 
 CREATE_EXAMPLES = {
     "dynamic url": {
         "summary": "A dynamic link (the default for url): the code encodes a short link",
-        "value": {"kind": "url", "data": {"url": "https://example.com/spring-sale"}, "title": "Spring poster", "tags": ["print"]},
+        "value": {
+            "kind": "url",
+            "data": {"url": "https://example.com/spring-sale"},
+            "title": "Spring poster",
+            "tags": ["print"],
+        },
     },
     "wifi": {
         "summary": "Join a Wi-Fi network",
@@ -245,7 +250,10 @@ CREATE_EXAMPLES = {
     },
     "vcard": {
         "summary": "A contact card (vCard 3.0)",
-        "value": {"kind": "vcard", "data": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"}},
+        "value": {
+            "kind": "vcard",
+            "data": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"},
+        },
     },
     "limited campaign": {
         "summary": "A dynamic link that stops after a date or 500 scans, passing UTM parameters on",

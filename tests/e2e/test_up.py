@@ -220,7 +220,8 @@ def qrflow_up(tmp_path: Path, data_dir: Path, run: str) -> Iterator[Up]:
         )
     up = Up(
         process, stdout_path, stderr_path,
-        api=f"http://127.0.0.1:{api_port}", flower=f"http://127.0.0.1:{flower_port}", redis_port=redis_port, marker=marker,
+        api=f"http://127.0.0.1:{api_port}", flower=f"http://127.0.0.1:{flower_port}",
+        redis_port=redis_port, marker=marker,
     )
     try:
         yield up

@@ -60,7 +60,9 @@ def insert_scans(engine: Engine, rows: list[dict]) -> None:
 
 def _hour(engine: Engine):
     if engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone(literal_column("'UTC'"), Scan.scanned_at), literal_column("'YYYY-MM-DD HH24'"))
+        return func.to_char(
+            func.timezone(literal_column("'UTC'"), Scan.scanned_at), literal_column("'YYYY-MM-DD HH24'")
+        )
     return func.substr(Scan.scanned_at, literal_column("1"), literal_column("13"))
 
 

@@ -129,7 +129,9 @@ def test_every_number_equals_a_brute_force_count_of_the_raw_scans(
     for point, (low, high) in zip(body["series"], utc_boundaries(body), strict=True):
         assert (point["scans"], point["bots"], point["unique"]) == brute(engine, sessions, link_id, low, high), point
         if tz:
-            assert datetime.fromisoformat(point["ts"]).utcoffset() == point_start(point).astimezone(ZoneInfo(tz)).utcoffset()
+            assert datetime.fromisoformat(point["ts"]).utcoffset() == (
+                point_start(point).astimezone(ZoneInfo(tz)).utcoffset()
+            )
 
     low, high = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])
     scans, bots, unique = brute(engine, sessions, link_id, low, high)
@@ -193,7 +195,8 @@ def test_today_is_counted_from_hourly_buckets_until_it_is_over(gateway, alice, e
     now = utcnow()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rng = random.Random(3)
-    times = [today - timedelta(hours=30) + timedelta(minutes=rng.randrange(int((now - today).total_seconds() // 60) + 1800))
+    times = [today - timedelta(hours=30)
+             + timedelta(minutes=rng.randrange(int((now - today).total_seconds() // 60) + 1800))
              for _ in range(60)]
     insert_scans(engine, [scan_row(link_id, at, visitor=f"{at.date()}-{rng.randrange(8)}", bot=rng.random() < 0.1)
                           for at in times if at < now])

@@ -66,7 +66,9 @@ def test_qrflow_rollup_runs_it_by_hand(backend, tmp_path):
     insert_scans(engine, [scan_row(link, datetime(2026, 4, 3, 9, tzinfo=UTC), visitor="cli")])
     env = {**os.environ, "QRFLOW_DATABASE_URL": backend.settings.database_url, "QRFLOW_DATA_DIR": str(tmp_path)}
     for argv in (["rollup"], ["rollup", "--rebuild", "--from", "2026-04-01"]):
-        done = subprocess.run([sys.executable, "-m", "app.cli", *argv], env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *argv], env=env, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stderr
         assert "rolled up" in done.stderr
         assert stored_buckets(engine, [link])[1][(link, "all", "", "2026-04-03")] == (1, 0, 1)

@@ -26,7 +26,11 @@ from tests.integration.test_qrcodes_api import count_codes, create, created
         ({"kind": "text", "data": {"text": "x"}, "style": {"micro": True, "error": "H"}}, "style", "value_error"),
         ({"kind": "text", "data": {"text": "x"}, "colour": "blue"}, "colour", "extra_forbidden"),
         ({"kind": "url", "data": {"url": "https://example.com"}, "slug": "a b"}, "slug", "string_pattern_mismatch"),
-        ({"kind": "url", "data": {"url": "https://example.com"}, "dynamic": False, "slug": "abc"}, "body", "value_error"),
+        (
+            {"kind": "url", "data": {"url": "https://example.com"}, "dynamic": False, "slug": "abc"},
+            "body",
+            "value_error",
+        ),
     ],
 )
 def test_invalid_requests_name_the_field(gateway, alice, body, field, code):
@@ -50,11 +54,14 @@ def test_payload_too_long_is_refused_before_rendering(gateway, alice):
     assert "1300 bytes" in error["message"] and "1273" in error["message"]
     assert count_codes(gateway, alice) == before
     # The same text fits at level L.
-    assert create(gateway, alice, {"kind": "text", "data": {"text": "é" * 1300}, "style": {"error": "L"}}).status_code == 202
+    level_l = {"kind": "text", "data": {"text": "é" * 1300}, "style": {"error": "L"}}
+    assert create(gateway, alice, level_l).status_code == 202
 
 
 def test_malformed_json_is_422(gateway, alice):
-    response = gateway.post("/v1/qrcodes", content=b"{not json", headers={**alice.headers, "Content-Type": "application/json"})
+    response = gateway.post(
+        "/v1/qrcodes", content=b"{not json", headers={**alice.headers, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] == "json_invalid"
 
@@ -72,7 +79,9 @@ def test_slug_taken_is_409_and_writes_nothing(gateway, alice, bob):
 def test_unknown_id_is_404(gateway, alice):
     missing = uuid.uuid4()
     for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/image.png")):
-        response = gateway.request(method, f"/v1/qrcodes/{missing}{path}", headers=alice.headers, json={} if method == "PATCH" else None)
+        response = gateway.request(
+            method, f"/v1/qrcodes/{missing}{path}", headers=alice.headers, json={} if method == "PATCH" else None
+        )
         assert response.status_code == 404, (method, path)
         assert response.json()["code"] == "not_found"
     assert gateway.get("/v1/qrcodes/not-a-uuid", headers=alice.headers).status_code == 422
@@ -88,7 +97,8 @@ def test_another_workspaces_code_is_404_never_403(gateway, alice, bob):
     ):
         response = gateway.request(method, f"/v1/qrcodes/{code['id']}{path}", headers=bob.headers, json=body)
         assert response.status_code == 404, (method, path, response.text)
-    assert code["id"] not in [c["id"] for c in gateway.get("/v1/qrcodes?limit=200", headers=bob.headers).json()["items"]]
+    bobs = gateway.get("/v1/qrcodes?limit=200", headers=bob.headers).json()["items"]
+    assert code["id"] not in [c["id"] for c in bobs]
     assert gateway.get(f"/v1/qrcodes/{code['id']}", headers=alice.headers).json()["title"] == "A's"
 
 
@@ -152,7 +162,9 @@ def test_undecodable_json_body_is_422_json_invalid_not_400(gateway, alice, body,
     """FastAPI answered these with a bare 400 (`code: error`), undocumented; they are malformed JSON."""
     code = created(gateway, alice, {"kind": "text", "data": {"text": "patch me"}})
     for method, path in (("POST", "/v1/qrcodes"), ("PATCH", f"/v1/qrcodes/{code['id']}")):
-        response = gateway.request(method, path, content=body, headers={**alice.headers, "Content-Type": "application/json"})
+        response = gateway.request(
+            method, path, content=body, headers={**alice.headers, "Content-Type": "application/json"}
+        )
         assert response.status_code == 422, (method, response.text)
         error = response.json()
         assert error["code"] == "validation_error" and message in error["message"]

@@ -77,7 +77,9 @@ def test_a_chunk_past_its_time_budget_hands_the_rest_on_and_a_redelivery_skips_w
 
 
 @pytest.mark.e2e
-def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(gateway, alice, backend, redis_url, tmp_path):
+def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
+    gateway, alice, backend, redis_url, tmp_path
+):
     """acks_late + reject_on_worker_lost: a SIGKILLed pool process's chunk goes back to the queue, and the
     codes it had rendered are skipped when it comes back."""
     celery, env = isolated_broker(backend, redis_url, db=8)
@@ -98,7 +100,8 @@ def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
         worker.wait(30)
         log.close()
     assert kills == 3
-    assert "WorkerLostError" in Path(tmp_path / "worker.log").read_text() or "signal 9" in Path(tmp_path / "worker.log").read_text()
+    worker_log = Path(tmp_path / "worker.log").read_text()
+    assert "WorkerLostError" in worker_log or "signal 9" in worker_log
     assert (batch["status"], batch["total"], batch["done"], batch["failed"]) == ("done", 200, 200, 0)
 
     ids = batch_code_ids(backend, batch["id"])

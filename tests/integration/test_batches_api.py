@@ -30,7 +30,9 @@ def test_a_csv_batch_of_1000_rows_completes_and_every_image_decodes_to_its_manif
     assert (batch["status"], batch["total"], batch["pending"], batch["source"]) == ("pending", 1000, 1000, "csv")
 
     batch = wait_until_finished(gateway, alice, batch["id"])
-    assert (batch["status"], batch["done"], batch["failed"], batch["pending"], batch["errors"]) == ("done", 1000, 0, 0, [])
+    assert (batch["status"], batch["done"], batch["failed"], batch["pending"], batch["errors"]) == (
+        "done", 1000, 0, 0, []
+    )
     assert batch["finished_at"] is not None
 
     archive, manifest = read_archive(gateway, alice, batch)
@@ -50,17 +52,25 @@ def test_a_json_batch_in_two_formats(gateway, alice):
     items = [
         {"kind": "text", "data": {"text": "first"}},
         {"kind": "vcard", "data": {"name": "Ada Lovelace", "title": "Countess"}, "title": "Ada's card"},
-        {"kind": "url", "data": {"url": "https://example.com/x"}, "dynamic": False, "style": {"error": "H", "scale": 4}},
+        {
+            "kind": "url", "data": {"url": "https://example.com/x"}, "dynamic": False,
+            "style": {"error": "H", "scale": 4},
+        },
     ]
     response = post_batch(gateway, alice, {"items": items, "formats": ["svg", "png"]})
     assert response.status_code == 202, response.text
     batch = wait_until_finished(gateway, alice, response.json()["id"])
     assert (batch["source"], batch["formats"], batch["done"]) == ("json", ["svg", "png"], 3)
     archive, manifest = read_archive(gateway, alice, batch)
-    assert sorted(archive.namelist()) == ["00001.png", "00001.svg", "00002.png", "00002.svg", "00003.png", "00003.svg", "manifest.csv"]
-    assert list(manifest[0]) == ["row", "id", "kind", "status", "content", "short_url", "target_url", "title", "error", "svg_file", "png_file"]
+    assert sorted(archive.namelist()) == [
+        "00001.png", "00001.svg", "00002.png", "00002.svg", "00003.png", "00003.svg", "manifest.csv"
+    ]
+    assert list(manifest[0]) == [
+        "row", "id", "kind", "status", "content", "short_url", "target_url", "title", "error", "svg_file", "png_file"
+    ]
     for line in manifest:
-        assert decode_svg(archive.read(line["svg_file"])) == decode_png(archive.read(line["png_file"])) == [line["content"]]
+        svg, png = archive.read(line["svg_file"]), archive.read(line["png_file"])
+        assert decode_svg(svg) == decode_png(png) == [line["content"]]
     assert manifest[2]["content"] == "https://example.com/x" and manifest[2]["short_url"] == ""
     assert manifest[1]["title"] == "Ada's card" and "TITLE:Countess" in manifest[1]["content"]
 
@@ -77,7 +87,8 @@ def test_csv_columns_name_fields_of_the_request_its_data_and_its_style(gateway, 
     response = post_batch(gateway, alice, body)
     assert response.status_code == 202, response.text
     wait_until_finished(gateway, alice, response.json()["id"])
-    _, manifest = read_archive(gateway, alice, gateway.get(f"/v1/batches/{response.json()['id']}", headers=alice.headers).json())
+    batch = gateway.get(f"/v1/batches/{response.json()['id']}", headers=alice.headers).json()
+    _, manifest = read_archive(gateway, alice, batch)
     vcard, text, url = (gateway.get(f"/v1/qrcodes/{line['id']}", headers=alice.headers).json() for line in manifest)
     assert (vcard["title"], vcard["data"]["title"]) == ("Grace", "Rear Admiral")
     assert (text["style"]["scale"], text["style"]["error"], text["tags"]) == (3, "Q", ["a", "b"])
@@ -147,7 +158,9 @@ def test_partial_creates_the_valid_rows_and_reports_the_rest(gateway, alice):
     batch = wait_until_finished(gateway, alice, batch["id"])
     assert (batch["status"], batch["done"], batch["rejected"]) == ("done", 2, 2)
     archive, manifest = read_archive(gateway, alice, batch)
-    assert [(line["row"], line["status"]) for line in manifest] == [("2", "ready"), ("3", "rejected"), ("4", "rejected"), ("5", "ready")]
+    assert [(line["row"], line["status"]) for line in manifest] == [
+        ("2", "ready"), ("3", "rejected"), ("4", "rejected"), ("5", "ready")
+    ]
     assert manifest[1]["error"].startswith("text: ") and manifest[1]["png_file"] == ""
     assert decode_png(archive.read(manifest[3]["png_file"])) == ["kept 2"]
 
@@ -161,13 +174,20 @@ def test_partial_with_no_valid_row_creates_nothing(gateway, alice, backend):
 
 def test_slugs_taken_or_asked_for_twice_are_row_errors(gateway, alice):
     taken = f"taken-{uuid.uuid4().hex[:8]}"
-    first = gateway.post("/v1/qrcodes", json={"kind": "url", "data": {"url": "https://e.com"}, "slug": taken}, headers=alice.headers)
+    first = gateway.post(
+        "/v1/qrcodes", json={"kind": "url", "data": {"url": "https://e.com"}, "slug": taken}, headers=alice.headers
+    )
     assert first.status_code == 202
     twice = f"twice-{uuid.uuid4().hex[:8]}"
-    body = csv_body(["kind", "url", "slug"], [["url", "https://e.com/1", taken], ["url", "https://e.com/2", twice], ["url", "https://e.com/3", twice]])
+    body = csv_body(
+        ["kind", "url", "slug"],
+        [["url", "https://e.com/1", taken], ["url", "https://e.com/2", twice], ["url", "https://e.com/3", twice]],
+    )
     response = post_batch(gateway, alice, body)
     assert response.status_code == 422
-    assert [(e["row"], e["field"], e["type"]) for e in response.json()["errors"]] == [(2, "slug", "slug_taken"), (4, "slug", "slug_taken")]
+    assert [(e["row"], e["field"], e["type"]) for e in response.json()["errors"]] == [
+        (2, "slug", "slug_taken"), (4, "slug", "slug_taken")
+    ]
 
     response = post_batch(gateway, alice, body, "?partial=true")
     assert response.status_code == 202 and response.json()["total"] == 1
@@ -187,11 +207,14 @@ def test_whole_request_faults(gateway, alice):
     assert [e["field"] for e in body["errors"]] == ["colour", "text"] and body["errors"][0]["row"] == 1
     refused(post_batch(gateway, alice, b"kind,text\r\ntext,\xff\r\n"), 422, "body")
     refused(post_batch(gateway, alice, {"items": []}), 422, "items")
-    refused(post_batch(gateway, alice, {"items": [{"kind": "text", "data": {"text": "a"}}], "formats": ["gif"]}), 422, "formats")
-    refused(post_batch(gateway, alice, {"items": [{"kind": "text", "data": {"text": "a"}}], "formats": ["png"]}, "?formats=svg"), 422, "formats")
+    one_text = [{"kind": "text", "data": {"text": "a"}}]
+    refused(post_batch(gateway, alice, {"items": one_text, "formats": ["gif"]}), 422, "formats")
+    refused(post_batch(gateway, alice, {"items": one_text, "formats": ["png"]}, "?formats=svg"), 422, "formats")
     refused(post_batch(gateway, alice, b"kind,text\r\ntext,a\r\n", "?formats=png,tiff"), 422, "formats")
-    refused(gateway.post("/v1/batches", content=b"{", headers={**alice.headers, "Content-Type": "application/json"}), 422, "body")
-    refused(gateway.post("/v1/batches", files={"file": ("a.csv", b"kind,text\r\ntext,a\r\n")}, headers=alice.headers), 415, "Content-Type")
+    json_headers = {**alice.headers, "Content-Type": "application/json"}
+    refused(gateway.post("/v1/batches", content=b"{", headers=json_headers), 422, "body")
+    csv_file = {"file": ("a.csv", b"kind,text\r\ntext,a\r\n")}
+    refused(gateway.post("/v1/batches", files=csv_file, headers=alice.headers), 415, "Content-Type")
     too_many = b"kind,text\r\n" + b"".join(b"text,%d\r\n" % i for i in range(10_001))
     refused(post_batch(gateway, alice, too_many), 422, "body")
 

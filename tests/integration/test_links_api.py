@@ -207,7 +207,7 @@ def test_scans_page_newest_first_and_never_show_an_ip(gateway, alice, backend):
     # Two scans in the same microsecond: the event id orders them, and no page boundary loses one.
     times = [start + timedelta(seconds=s) for s in (0, 5, 5, 60, 3600)]
     ids = _insert_scans(backend, code["slug"], times)
-    expected = [str(i) for _, i in sorted(zip(times, ids), reverse=True)]
+    expected = [str(i) for _, i in sorted(zip(times, ids, strict=True), reverse=True)]
 
     seen, cursor, pages = [], None, 0
     while True:

@@ -2,7 +2,7 @@ import uuid
 from datetime import UTC, date, datetime
 
 from alembic import command
-from sqlalchemy import inspect, insert, select
+from sqlalchemy import insert, inspect, select
 
 from app.analytics.models import RollupState, VisitorScan
 from app.db import create_sync_engine

@@ -195,7 +195,9 @@ def known(gateway, alice, backend):
 
 def _as_httpx(kwargs: dict[str, Any]) -> dict[str, Any]:
     """schemathesis prepares requests-style arguments; the TestClient is httpx."""
-    request: dict[str, Any] = {"method": kwargs.pop("method"), "url": kwargs.pop("url"), "headers": dict(kwargs.pop("headers"))}
+    request: dict[str, Any] = {
+        "method": kwargs.pop("method"), "url": kwargs.pop("url"), "headers": dict(kwargs.pop("headers"))
+    }
     if (params := kwargs.pop("params", None)) is not None:
         request["params"] = params
     if cookies := kwargs.pop("cookies", None):

@@ -22,7 +22,8 @@ EVERY_KIND = {
     "geo": {"lat": 52.520008, "lng": 13.404954},
 }
 STANDARD_PREFIX = {
-    "wifi": "WIFI:", "vcard": "BEGIN:VCARD\r\nVERSION:3.0\r\n", "email": "mailto:", "sms": "SMSTO:", "phone": "tel:", "geo": "geo:"
+    "wifi": "WIFI:", "vcard": "BEGIN:VCARD\r\nVERSION:3.0\r\n", "email": "mailto:", "sms": "SMSTO:", "phone": "tel:",
+    "geo": "geo:",
 }
 
 
@@ -42,7 +43,8 @@ def count_codes(gateway, caller) -> int:
 
 @pytest.mark.parametrize("kind", EVERY_KIND)
 def test_every_kind_renders_to_images_that_decode_to_its_content(gateway, alice, kind):
-    response = create(gateway, alice, {"kind": kind, "data": EVERY_KIND[kind], "dynamic": False} if kind == "url" else {"kind": kind, "data": EVERY_KIND[kind]})
+    body = {"kind": kind, "data": EVERY_KIND[kind]}
+    response = create(gateway, alice, {**body, "dynamic": False} if kind == "url" else body)
     assert response.status_code == 202, response.text
     code = response.json()
     assert response.headers["location"] == f"/v1/qrcodes/{code['id']}"
@@ -79,7 +81,9 @@ def test_dynamic_code_encodes_its_short_link_and_redirects_to_the_target(gateway
 
     ready = wait_until_rendered(gateway, alice, code["id"])
     before = gateway.get(ready["images"]["png"], headers=alice.headers)
-    patched = gateway.patch(f"/v1/qrcodes/{code['id']}", json={"target_url": "https://example.com/b"}, headers=alice.headers)
+    patched = gateway.patch(
+        f"/v1/qrcodes/{code['id']}", json={"target_url": "https://example.com/b"}, headers=alice.headers
+    )
     assert patched.status_code == 200 and patched.json()["target_url"] == "https://example.com/b"
     assert gateway.get(f"/r/{slug}", follow_redirects=False).headers["location"] == "https://example.com/b"
     after = gateway.get(ready["images"]["png"], headers=alice.headers)
@@ -106,14 +110,17 @@ def test_style_is_applied(gateway, alice):
 
 
 def test_micro_code(gateway, alice):
-    code = created(gateway, alice, {"kind": "text", "data": {"text": "MICRO 42"}, "style": {"micro": True, "error": "L"}})
+    code = created(
+        gateway, alice, {"kind": "text", "data": {"text": "MICRO 42"}, "style": {"micro": True, "error": "L"}}
+    )
     assert code["style"]["border"] == 2
     code = wait_until_rendered(gateway, alice, code["id"])
     assert decode_png(gateway.get(code["images"]["png"], headers=alice.headers).content) == ["MICRO 42"]
 
 
 def test_image_caching_and_scale_override(gateway, alice):
-    code = wait_until_rendered(gateway, alice, created(gateway, alice, {"kind": "text", "data": {"text": "cache me"}, "style": {"scale": 10}})["id"])
+    code = created(gateway, alice, {"kind": "text", "data": {"text": "cache me"}, "style": {"scale": 10}})
+    code = wait_until_rendered(gateway, alice, code["id"])
     url = code["images"]["png"]
     first = gateway.get(url, headers=alice.headers)
     assert first.status_code == 200
@@ -138,15 +145,17 @@ def test_image_caching_and_scale_override(gateway, alice):
 
 def test_pending_image_is_409_with_retry_after(gateway, alice, backend):
     """A row the worker has not reached yet (inserted directly, so no worker can race the assertion)."""
-    from app.db import create_sync_engine, sync_sessionmaker
-    from app.qrcodes.models import QRCode
-    from app.identity.models import Workspace
     from sqlalchemy import select
+
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.identity.models import Workspace
+    from app.qrcodes.models import QRCode
 
     engine = create_sync_engine(backend.settings)
     with sync_sessionmaker(engine).begin() as session:
         workspace = session.scalar(select(Workspace).where(Workspace.name == alice.workspace))
-        code = QRCode(workspace_id=workspace.id, kind="text", data={"text": "x"}, content="x", style={"error": "M", "scale": 10, "border": 4, "dark": "#000000", "light": "#ffffff", "micro": False})
+        style = {"error": "M", "scale": 10, "border": 4, "dark": "#000000", "light": "#ffffff", "micro": False}
+        code = QRCode(workspace_id=workspace.id, kind="text", data={"text": "x"}, content="x", style=style)
         session.add(code)
     engine.dispose()
     response = gateway.get(f"/v1/qrcodes/{code.id}/image.png", headers=alice.headers)
@@ -157,7 +166,10 @@ def test_pending_image_is_409_with_retry_after(gateway, alice, backend):
 
 def test_list_paginates_newest_first_and_filters(gateway, alice):
     tag = f"page-{uuid.uuid4().hex[:6]}"
-    ids = [created(gateway, alice, {"kind": "text", "data": {"text": f"item {i}"}, "tags": [tag, "common"]})["id"] for i in range(5)]
+    ids = [
+        created(gateway, alice, {"kind": "text", "data": {"text": f"item {i}"}, "tags": [tag, "common"]})["id"]
+        for i in range(5)
+    ]
     created(gateway, alice, {"kind": "phone", "data": {"number": "+1 555 0101"}, "tags": [tag]})
 
     seen, cursor = [], None
@@ -181,10 +193,14 @@ def test_list_paginates_newest_first_and_filters(gateway, alice):
 
 def test_patch_title_and_tags(gateway, alice):
     code = created(gateway, alice, {"kind": "text", "data": {"text": "patch me"}, "title": "Old", "tags": ["x"]})
-    response = gateway.patch(f"/v1/qrcodes/{code['id']}", json={"title": "New", "tags": ["y", "z", "y"]}, headers=alice.headers)
+    response = gateway.patch(
+        f"/v1/qrcodes/{code['id']}", json={"title": "New", "tags": ["y", "z", "y"]}, headers=alice.headers
+    )
     assert response.status_code == 200
     assert response.json()["title"] == "New" and response.json()["tags"] == ["y", "z"]
-    static = gateway.patch(f"/v1/qrcodes/{code['id']}", json={"target_url": "https://example.com"}, headers=alice.headers)
+    static = gateway.patch(
+        f"/v1/qrcodes/{code['id']}", json={"target_url": "https://example.com"}, headers=alice.headers
+    )
     assert static.status_code == 422 and static.json()["errors"][0]["field"] == "target_url"
     unknown_field = gateway.patch(f"/v1/qrcodes/{code['id']}", json={"content": "hack"}, headers=alice.headers)
     assert unknown_field.status_code == 422

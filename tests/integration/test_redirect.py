@@ -136,7 +136,11 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(backend, alice, t
     spooled = []
     for trusted in ("", "*"):
         settings = backend.settings.model_copy(
-            update={"trusted_proxies": trusted, "data_dir": tmp_path / (trusted or "none"), "scan_flush_interval_ms": 10_000}
+            update={
+                "trusted_proxies": trusted,
+                "data_dir": tmp_path / (trusted or "none"),
+                "scan_flush_interval_ms": 10_000,
+            }
         )
         with TestClient(create_app(settings)) as client:
             code = dynamic_code(client, alice)

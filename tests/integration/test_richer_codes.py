@@ -15,8 +15,12 @@ from tests.integration.test_qrcodes_api import count_codes, create, created
 from tests.unit.test_logos import SVG_LOGO, png_logo
 
 NEW_KINDS = {
-    "event": {"summary": "Spring launch, Hall 3", "start": "2030-04-02T18:00:00+02:00", "end": "2030-04-02T21:00:00+02:00"},
-    "mecard": {"name": "Lovelace,Ada", "phones": ["+44 20 7946 0000"], "email": "ada@example.com", "birthday": "1815-12-10"},
+    "event": {
+        "summary": "Spring launch, Hall 3", "start": "2030-04-02T18:00:00+02:00", "end": "2030-04-02T21:00:00+02:00"
+    },
+    "mecard": {
+        "name": "Lovelace,Ada", "phones": ["+44 20 7946 0000"], "email": "ada@example.com", "birthday": "1815-12-10"
+    },
     "epc": {"name": "Café Société", "iban": "DE33 1002 0500 0001 1947 00", "amount": "12.50", "text": "Invoice 42"},
 }
 PREFIX = {"event": "BEGIN:VEVENT\r\n", "mecard": "MECARD:N:Lovelace,Ada;", "epc": "BCD\n002\n2\nSCT\n"}
@@ -66,8 +70,14 @@ def test_epc_code_is_level_m_and_its_data_normalised(gateway, alice):
         ({"kind": "text", "data": {"text": "x"}, "style": {"data_dark": "#eeeeee"}}, "style.data_dark"),
         ({"kind": "text", "data": {"text": "x"}, "style": {"finder_dark": "transparent"}}, "style.finder_dark"),
         ({"kind": "text", "data": {"text": "x"}, "style": {"logo_size": 0.2}}, "style.logo_size"),
-        ({"kind": "text", "data": {"text": "x"}, "style": {"logo": str(uuid.uuid4()), "logo_size": 0.6}}, "style.logo_size"),
-        ({"kind": "text", "data": {"text": "x"}, "style": {"logo": str(uuid.uuid4()), "micro": True, "error": "L"}}, "style.micro"),
+        (
+            {"kind": "text", "data": {"text": "x"}, "style": {"logo": str(uuid.uuid4()), "logo_size": 0.6}},
+            "style.logo_size",
+        ),
+        (
+            {"kind": "text", "data": {"text": "x"}, "style": {"logo": str(uuid.uuid4()), "micro": True, "error": "L"}},
+            "style.micro",
+        ),
     ],
 )
 def test_invalid_richer_requests_name_the_field_and_write_nothing(gateway, alice, body, field):

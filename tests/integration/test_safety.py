@@ -126,7 +126,11 @@ def test_redirect_limit_per_client_ip(backend):
     slug = f"limited-{uuid.uuid4().hex[:8]}"
     address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
     with client_for(backend, redirect_rate_limit="3/minute", client_address=address) as client:
-        created = client.post("/v1/qrcodes", json={"kind": "url", "data": {"url": "https://example.com/x"}, "slug": slug}, headers=caller.headers)
+        created = client.post(
+            "/v1/qrcodes",
+            json={"kind": "url", "data": {"url": "https://example.com/x"}, "slug": slug},
+            headers=caller.headers,
+        )
         assert created.status_code == 202
         assert "ratelimit-limit" not in created.headers  # no API limit configured
         statuses = [client.get(f"/r/{slug}", follow_redirects=False).status_code for _ in range(4)]
@@ -172,7 +176,9 @@ def test_a_bad_limit_is_refused_at_start():
 def post(client: TestClient, caller: Caller, body: object, key: str | None, **kwargs) -> httpx.Response:
     headers = {**caller.headers, **({"Idempotency-Key": key} if key else {})}
     if isinstance(body, bytes):
-        return client.post("/v1/qrcodes", content=body, headers={**headers, "Content-Type": "application/json"}, **kwargs)
+        return client.post(
+            "/v1/qrcodes", content=body, headers={**headers, "Content-Type": "application/json"}, **kwargs
+        )
     return client.post("/v1/qrcodes", json=body, headers=headers, **kwargs)
 
 
@@ -189,7 +195,12 @@ def test_a_retry_returns_the_first_response_and_creates_nothing(gateway, backend
     assert again.headers["content-type"] == "application/json"
     assert again.headers["idempotent-replayed"] == "true"
     # A client that serialises its retry differently sends the same request.
-    reserialised = post(gateway, caller, b'{ "tags": ["a","b"], "title": "once",\n "data": {"text": "idempotent"}, "kind": "text" }', key)
+    reserialised = post(
+        gateway,
+        caller,
+        b'{ "tags": ["a","b"], "title": "once",\n "data": {"text": "idempotent"}, "kind": "text" }',
+        key,
+    )
     assert reserialised.status_code == 202 and reserialised.json()["id"] == first.json()["id"]
     assert codes_in(gateway, caller) == [first.json()["id"]]
 
@@ -243,7 +254,9 @@ def test_a_concurrent_duplicate_is_409(backend):
     headers = {**caller.headers, "Idempotency-Key": key}
     with TestClient(app, raise_server_exceptions=False) as client:
         results: dict[str, httpx.Response] = {}
-        first = threading.Thread(target=lambda: results.setdefault("first", client.post("/v1/slow", json={"n": 1}, headers=headers)))
+        first = threading.Thread(
+            target=lambda: results.setdefault("first", client.post("/v1/slow", json={"n": 1}, headers=headers))
+        )
         first.start()
         try:
             assert entered.wait(10)
@@ -350,7 +363,9 @@ def test_a_request_that_died_in_flight_does_not_hold_its_key_for_ever(gateway, b
         session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.key == key)
-            .values(status_code=None, response_headers=None, response_body=None, created_at=utcnow() - timedelta(seconds=30))
+            .values(
+                status_code=None, response_headers=None, response_body=None, created_at=utcnow() - timedelta(seconds=30)
+            )
         )
     engine.dispose()
     assert post(gateway, caller, TEXT, key).status_code == 409  # recent: it may still be running
@@ -362,7 +377,9 @@ def test_a_request_that_died_in_flight_does_not_hold_its_key_for_ever(gateway, b
 
 def test_unauthenticated_and_invalid_keys_store_nothing(gateway, backend, alice):
     key = str(uuid.uuid4())
-    response = gateway.post("/v1/qrcodes", json=TEXT, headers={"Authorization": "Bearer qrf_00000000_nope", "Idempotency-Key": key})
+    response = gateway.post(
+        "/v1/qrcodes", json=TEXT, headers={"Authorization": "Bearer qrf_00000000_nope", "Idempotency-Key": key}
+    )
     assert response.status_code == 401
     assert records(backend, key) == []
     too_long = post(gateway, alice, TEXT, "k" * 256)
@@ -404,7 +421,8 @@ def test_a_body_over_the_limit_is_413(backend):
         assert chunked.status_code == 413 and chunked.json()["code"] == "too_large"
         assert codes_in(client, caller) == []
         assert records(backend, "chunked") == []
-        assert client.post("/v1/qrcodes", json={"kind": "text", "data": {"text": "x" * 1800}}, headers=caller.headers).status_code == 202
+        fits = {"kind": "text", "data": {"text": "x" * 1800}}
+        assert client.post("/v1/qrcodes", json=fits, headers=caller.headers).status_code == 202
 
 
 @contextmanager
@@ -436,7 +454,9 @@ def test_a_streamed_body_is_cut_off_at_the_limit(backend):
 
     with served(create_app(settings_for(backend, max_body_bytes=4096))) as url:
         with httpx.Client(base_url=url, timeout=10) as http:
-            response = http.post("/v1/qrcodes", content=chunks(), headers={**caller.headers, "Content-Type": "application/json"})
+            response = http.post(
+                "/v1/qrcodes", content=chunks(), headers={**caller.headers, "Content-Type": "application/json"}
+            )
             assert response.status_code == 413 and response.json()["code"] == "too_large"
             assert http.get("/v1/qrcodes", headers=caller.headers).json()["items"] == []
 
@@ -463,7 +483,8 @@ def test_cors_is_off_unless_configured(gateway, alice):
 
 def test_cors_allows_the_configured_origins(backend):
     caller = new_caller(backend)
-    with client_for(backend, cors_origins="https://app.example.com, https://admin.example.com/", rate_limit="100/minute") as client:
+    origins = "https://app.example.com, https://admin.example.com/"
+    with client_for(backend, cors_origins=origins, rate_limit="100/minute") as client:
         allowed = preflight(client, "https://admin.example.com")
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://admin.example.com"
@@ -529,7 +550,9 @@ def test_nosniff_everywhere_and_a_strict_csp_on_any_other_html(backend, alice):
         assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
         csp = csp_directives(page.headers["content-security-policy"])
         assert csp["default-src"] == ["'none'"] and "script-src" not in csp  # its inline script may not run
-        for response in (client.get("/healthz"), client.get("/v1/qrcodes", headers=alice.headers), client.get("/v2/nothing")):
+        for response in (
+            client.get("/healthz"), client.get("/v1/qrcodes", headers=alice.headers), client.get("/v2/nothing")
+        ):
             assert response.headers["x-content-type-options"] == "nosniff"
             assert "content-security-policy" not in response.headers  # JSON: nothing to frame or run
 

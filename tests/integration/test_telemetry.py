@@ -282,7 +282,9 @@ def test_every_log_line_carries_the_current_trace_and_span_id(json_log):
 def test_the_exporter_and_service_name_come_from_the_otel_variables(monkeypatch):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    for name in ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+    for name in (
+        "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_PROTOCOL"
+    ):
         monkeypatch.delenv(name, raising=False)
     assert telemetry.span_exporters_from_env() == []  # none by default
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")

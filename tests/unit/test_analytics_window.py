@@ -77,7 +77,7 @@ def test_points_are_contiguous_whole_hours_covering_the_range(start, length, int
         assert refused.field == "from"  # too many points, and only then
         return
     assert all(p.start.minute == 0 and p.start < p.end for p in window.points)
-    assert all(a.end == b.start for a, b in zip(window.points, window.points[1:]))
+    assert all(a.end == b.start for a, b in zip(window.points, window.points[1:], strict=False))
     assert window.start <= start
     if interval == "hour":
         assert window.points[0].start <= start < window.points[0].end and end <= window.end
@@ -92,7 +92,8 @@ def test_points_are_contiguous_whole_hours_covering_the_range(start, length, int
 
 def test_day_spans_cut_a_range_at_utc_midnights():
     spans = day_spans(datetime(2026, 1, 1, 22, tzinfo=UTC), datetime(2026, 1, 3, 2, tzinfo=UTC))
-    assert spans == [DaySpan(datetime(2026, 1, 1, tzinfo=UTC), 22, 24), DaySpan(datetime(2026, 1, 2, tzinfo=UTC), 0, 24),
+    assert spans == [DaySpan(datetime(2026, 1, 1, tzinfo=UTC), 22, 24),
+                     DaySpan(datetime(2026, 1, 2, tzinfo=UTC), 0, 24),
                      DaySpan(datetime(2026, 1, 3, tzinfo=UTC), 0, 2)]
     assert [s.whole for s in spans] == [False, True, False]
 

@@ -50,7 +50,9 @@ def test_csv_cells_fill_the_request_the_data_and_the_style():
     )
     assert read.errors == []
     vcard, mecard, url = read.accepted.codes
-    assert (vcard.title, vcard.data["title"], vcard.tags, vcard.style["scale"], vcard.style["error"]) == ("Card", "Engineer", ["a", "b"], 3, "Q")
+    assert (vcard.title, vcard.data["title"], vcard.tags, vcard.style["scale"], vcard.style["error"]) == (
+        "Card", "Engineer", ["a", "b"], 3, "Q"
+    )
     assert mecard.data["phones"] == ["+44 1", "+44 2"]
     assert (url.link, url.content) == (None, "https://example.com")
 
@@ -81,7 +83,9 @@ def test_csv_row_faults_name_the_column():
 def test_csv_whole_request_faults():
     assert refusal(lambda: read_csv("")) == [(1, "header", "csv_header")]
     assert refusal(lambda: read_csv("url\r\nhttps://e.com\r\n")) == [(1, "kind", "csv_header")]
-    assert refusal(lambda: read_csv("kind,text,text,bogus\r\n")) == [(1, "text", "csv_header"), (1, "bogus", "csv_header")]
+    assert refusal(lambda: read_csv("kind,text,text,bogus\r\n")) == [
+        (1, "text", "csv_header"), (1, "bogus", "csv_header")
+    ]
     assert refusal(lambda: read_csv(b"kind,text\r\ntext,\xff\r\n")) == [(None, "body", "csv_invalid")]
     assert refusal(lambda: read_csv('kind,text\r\ntext,"open\r\n')) == [(2, "row", "csv_invalid")]
     many = "kind,text\r\n" + "text,x\r\n" * (intake.MAX_ITEMS + 1)
@@ -95,7 +99,9 @@ def test_json_faults():
 
     assert refusal(lambda: intake.read(b"{", "json", None, WORKSPACE, BASE)) == [(None, "body", "json_invalid")]
     assert refusal(lambda: read([])) == [(None, "body", "model_type")]
-    assert refusal(lambda: read({"items": [], "x": 1})) == [(None, "items", "too_short"), (None, "x", "extra_forbidden")]
+    assert refusal(lambda: read({"items": [], "x": 1})) == [
+        (None, "items", "too_short"), (None, "x", "extra_forbidden")
+    ]
     assert refusal(lambda: read({"items": [{}] * (intake.MAX_ITEMS + 1)})) == [(None, "items", "too_long")]
     result = read({"items": [{"kind": "text", "data": {"text": "a"}}, 3, {"data": {}}, {"kind": "x"}]})
     assert [(e.row, e.field, e.type) for e in result.errors] == [
@@ -143,7 +149,9 @@ def test_slugs_asked_for_twice_and_the_rows_to_insert():
     assert [row["link_id"] for row in rows.codes] == [row["id"] for row in rows.links]
     assert rows.codes[0]["content"] == f"{BASE}/r/my-slug" and rows.links[0]["slug"] == "my-slug"
     assert [(t["tag"], t["position"]) for t in rows.tags] == [("a", 0), ("b", 1)]
-    assert rows.items == [{"batch_id": batch_id, "row": row, "code_id": code["id"]} for row, code in zip((2, 4), rows.codes)]
+    assert rows.items == [
+        {"batch_id": batch_id, "row": row, "code_id": code["id"]} for row, code in zip((2, 4), rows.codes, strict=True)
+    ]
     read.accepted.drop({2})
     assert read.accepted.rows == [4] and read.accepted.slugs == {}
 
@@ -165,11 +173,17 @@ def test_archive_holds_each_format_and_a_manifest_of_every_row():
     for fmt, data in (("png", b"\x89PNG fake"), ("svg", b"<svg/>" * 100)):
         store.files[image_key(WORKSPACE, ready, f"etag-{fmt}", fmt)] = data
     entries = [
-        ManifestEntry(2, ready, "url", "ready", f"{BASE}/r/abc", "abc", "https://e.com", "Poster", None, {"png": "etag-png", "svg": "etag-svg"}),
+        ManifestEntry(
+            2, ready, "url", "ready", f"{BASE}/r/abc", "abc", "https://e.com", "Poster", None,
+            {"png": "etag-png", "svg": "etag-svg"},
+        ),
         ManifestEntry(3, missing, "text", "ready", "x", None, None, None, None, {"png": "gone", "svg": "gone"}),
         ManifestEntry(5, uuid.uuid4(), "text", "failed", "y", None, None, None, "boom", {}),
     ]
-    rejected = [{"row": 4, "field": "url", "type": "x", "message": "bad"}, {"row": 4, "field": "title", "type": "x", "message": "long"}]
+    rejected = [
+        {"row": 4, "field": "url", "type": "x", "message": "bad"},
+        {"row": 4, "field": "title", "type": "x", "message": "long"},
+    ]
     created = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
     def build() -> bytes:
@@ -190,18 +204,25 @@ def test_archive_holds_each_format_and_a_manifest_of_every_row():
         ("4", "rejected", "", "url: bad; title: long"),
         ("5", "failed", "", "boom"),
     ]
-    assert (manifest[0]["short_url"], manifest[0]["target_url"], manifest[0]["title"]) == (f"{BASE}/r/abc", "https://e.com", "Poster")
+    assert (manifest[0]["short_url"], manifest[0]["target_url"], manifest[0]["title"]) == (
+        f"{BASE}/r/abc", "https://e.com", "Poster"
+    )
 
 
 # --- whatever arrives, a report or a refusal ----------------------------------------------------------
 
-_CELLS = st.sampled_from(["kind", "text", "url", "ssid", "tags", "scale", "data.title", "style.dark", "x", "", "url", "text"])
+_CELLS = st.sampled_from(
+    ["kind", "text", "url", "ssid", "tags", "scale", "data.title", "style.dark", "x", "", "url", "text"]
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.text(max_size=300), st.lists(st.lists(st.one_of(_CELLS, st.text(max_size=20)), max_size=6), max_size=6).map(
-    lambda rows: "\r\n".join(",".join(row) for row in rows)
-)))
+@given(st.one_of(
+    st.text(max_size=300),
+    st.lists(st.lists(st.one_of(_CELLS, st.text(max_size=20)), max_size=6), max_size=6).map(
+        lambda rows: "\r\n".join(",".join(row) for row in rows)
+    ),
+))
 def test_any_csv_is_read_or_refused(text):
     try:
         read = read_csv(("kind,text,url,scale\r\n" if text[:1] == "t" else "") + text)
@@ -213,7 +234,14 @@ def test_any_csv_is_read_or_refused(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["items", "formats", "kind", "data", "text", "style"]), inner, max_size=3), max_leaves=12))
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["items", "formats", "kind", "data", "text", "style"]), inner, max_size=3)
+    ),
+    max_leaves=12,
+))
 def test_any_json_is_read_or_refused(document):
     try:
         intake.read(json.dumps({"items": [document]}).encode(), "json", None, WORKSPACE, BASE)

@@ -52,7 +52,10 @@ def test_compose_services_have_healthchecks_and_ordered_start():
         if name != "migrate":
             assert "healthcheck" in service, name
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert services["redis"]["command"][-3:] == ["--maxmemory-policy", "noeviction"] or "noeviction" in services["redis"]["command"]
+    assert (
+        services["redis"]["command"][-3:] == ["--maxmemory-policy", "noeviction"]
+        or "noeviction" in services["redis"]["command"]
+    )
     assert "--appendonly" in services["redis"]["command"]
 
 

@@ -62,7 +62,9 @@ def test_event_content_is_a_vevent_in_utc() -> None:
 
 def test_event_with_only_the_required_fields() -> None:
     event = EventData(summary="x", start="0999-01-01T00:00:00Z", end="0999-01-01T00:00:01Z")
-    assert event.content() == "BEGIN:VEVENT\r\nSUMMARY:x\r\nDTSTART:09990101T000000Z\r\nDTEND:09990101T000001Z\r\nEND:VEVENT"
+    assert event.content() == (
+        "BEGIN:VEVENT\r\nSUMMARY:x\r\nDTSTART:09990101T000000Z\r\nDTEND:09990101T000001Z\r\nEND:VEVENT"
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,7 +168,10 @@ def _segno_fields(data: EPCData) -> dict[str, Any]:
 
 def test_epc_content_is_segnos() -> None:
     data = EPCData(**_WIKIMEDIA, text="Spende fuer Wikipedia")
-    assert data.content() == "BCD\n002\n2\nSCT\n\nWikimedia Foerdergesellschaft\nDE33100205000001194700\nEUR20\n\n\nSpende fuer Wikipedia"
+    assert data.content() == (
+        "BCD\n002\n2\nSCT\n\nWikimedia Foerdergesellschaft\nDE33100205000001194700\nEUR20\n\n\n"
+        "Spende fuer Wikipedia"
+    )
     assert data.content().encode("iso-8859-1") == segno.helpers._make_epc_qr_data(**_segno_fields(data))
 
 

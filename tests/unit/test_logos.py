@@ -43,7 +43,10 @@ SVG_LOGO = (
 
 
 def _svg(body: str, root: str = 'viewBox="0 0 10 10"') -> bytes:
-    return f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" {root}>{body}</svg>'.encode()
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" {root}>'
+        f"{body}</svg>"
+    ).encode()
 
 
 _RECT = '<rect width="10" height="10" fill="#000"/>'
@@ -58,7 +61,8 @@ def test_png_and_svg_logos_are_measured() -> None:
     # Absolute units, as design tools write them, measured in CSS pixels (96 per inch).
     sized = inspect("image/svg+xml", _svg(_RECT, 'width="2in" height="48"'))
     assert (sized.width, sized.height) == (192, 48)
-    assert rasterise("image/svg+xml", _svg(_RECT, 'width="20mm" height="10mm" viewBox="0 0 20 10"'), 64).size == (64, 32)
+    in_mm = _svg(_RECT, 'width="20mm" height="10mm" viewBox="0 0 20 10"')
+    assert rasterise("image/svg+xml", in_mm, 64).size == (64, 32)
 
 
 def _png_bomb_header() -> bytes:
@@ -93,7 +97,11 @@ def _embedded(image: bytes, kind: str = "png") -> str:
         ("image/svg+xml", _svg(_RECT.replace('fill="#000"', 'fill="url(https://evil.example/#p)"')), "url()"),
         ("image/svg+xml", _svg(_RECT + "<style>@import url(#x);</style>"), "imports"),
         ("image/svg+xml", _svg(_RECT + '<set attributeName="href" to="javascript:x"/>'), "animates"),
-        ("image/svg+xml", b'<?xml-stylesheet href="https://evil.example/a.css"?>' + _svg(_RECT), "processing instruction"),
+        (
+            "image/svg+xml",
+            b'<?xml-stylesheet href="https://evil.example/a.css"?>' + _svg(_RECT),
+            "processing instruction",
+        ),
         ("image/svg+xml", b'<!DOCTYPE svg [<!ENTITY a "aaaa">]>' + _svg("&a;" + _RECT), "DTDForbidden"),
         ("image/svg+xml", _svg(_RECT, root=""), "viewBox"),
         ("image/svg+xml", _svg(_RECT, root='width="100000" height="10"'), "between 1 and 4096"),

@@ -33,14 +33,18 @@ From = Annotated[
 To = Annotated[datetime | None, Query(description="ISO-8601; without an offset, in `tz`. Default: now.")]
 Tz = Annotated[
     str | None,
-    Query(max_length=64, description="An IANA time zone (Europe/Paris): days are cut and points shown in it. Default UTC."),
+    Query(
+        max_length=64, description="An IANA time zone (Europe/Paris): days are cut and points shown in it. Default UTC."
+    ),
 ]
 IntervalQuery = Annotated[
     Interval, Query(description=f"Points of a UTC hour or of a day in `tz`; at most {MAX_POINTS} points.")
 ]
 _CSV = {"text/csv": {"schema": {"type": "string"}}}
 _DISPOSITION = {
-    "Content-Disposition": {"description": "attachment, with a file name", "required": True, "schema": {"type": "string"}}
+    "Content-Disposition": {
+        "description": "attachment, with a file name", "required": True, "schema": {"type": "string"}
+    }
 }
 _UNAVAILABLE = "The task queue (Redis) is unreachable: nothing was started; retry shortly"
 
@@ -144,7 +148,9 @@ async def workspace_analytics(
     responses={
         202: {
             "description": "Accepted: a rollup runs now (beat runs one every minute anyway)",
-            "headers": {"Location": {"description": "The task's state", "required": True, "schema": {"type": "string"}}},
+            "headers": {
+                "Location": {"description": "The task's state", "required": True, "schema": {"type": "string"}}
+            },
         },
         **error_responses(401, 403, 409, 413, 422, 429, 503, _503=_UNAVAILABLE,
                           _403="Only an admin-scope key may start a rollup",

@@ -48,7 +48,9 @@ _REQUEST_BODY: dict[str, Any] = {
             },
         },
         "text/csv": {
-            "schema": {"type": "string", "description": "A header row (kind and the fields' names), then one code per row."},
+            "schema": {
+                "type": "string", "description": "A header row (kind and the fields' names), then one code per row."
+            },
             "example": _CSV_EXAMPLE,
         },
     },
@@ -68,7 +70,9 @@ _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait while codes are rendering", "schema": {"type": "integer"}}
 }
 _DISPOSITION = {
-    "Content-Disposition": {"description": "attachment; filename=batch-{id}.zip", "required": True, "schema": {"type": "string"}}
+    "Content-Disposition": {
+        "description": "attachment; filename=batch-{id}.zip", "required": True, "schema": {"type": "string"}
+    }
 }
 
 

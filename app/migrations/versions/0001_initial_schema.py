@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 10:29:46.017406
 """
 from collections.abc import Sequence
@@ -35,7 +35,9 @@ def upgrade() -> None:
     sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_used_at', app.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_api_keys_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['workspace_id'], ['workspaces.id'], name=op.f('fk_api_keys_workspace_id_workspaces'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('prefix', name=op.f('uq_api_keys_prefix'))
     )
@@ -50,7 +52,9 @@ def upgrade() -> None:
     sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('deleted_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_links_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['workspace_id'], ['workspaces.id'], name=op.f('fk_links_workspace_id_workspaces'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_links')),
     sa.UniqueConstraint('slug', name=op.f('uq_links_slug'))
     )
@@ -75,7 +79,9 @@ def upgrade() -> None:
     sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('deleted_at', app.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['link_id'], ['links.id'], name=op.f('fk_qrcodes_link_id_links')),
-    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_qrcodes_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['workspace_id'], ['workspaces.id'], name=op.f('fk_qrcodes_workspace_id_workspaces'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_qrcodes')),
     sa.UniqueConstraint('link_id', name=op.f('uq_qrcodes_link_id'))
     )
@@ -87,7 +93,9 @@ def upgrade() -> None:
     sa.Column('code_id', sa.Uuid(), nullable=False),
     sa.Column('tag', sa.String(length=64), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['code_id'], ['qrcodes.id'], name=op.f('fk_qrcode_tags_code_id_qrcodes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['code_id'], ['qrcodes.id'], name=op.f('fk_qrcode_tags_code_id_qrcodes'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('code_id', 'tag', name=op.f('pk_qrcode_tags'))
     )
     with op.batch_alter_table('qrcode_tags', schema=None) as batch_op:

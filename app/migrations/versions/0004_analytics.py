@@ -36,7 +36,9 @@ def upgrade() -> None:
     sa.Column('scans', sa.Integer(), nullable=False),
     sa.Column('bots', sa.Integer(), nullable=False),
     sa.Column('visitors', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['link_id'], ['links.id'], name=op.f('fk_analytics_daily_link_id_links'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['link_id'], ['links.id'], name=op.f('fk_analytics_daily_link_id_links'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('link_id', 'dimension', 'start', 'value', name=op.f('pk_analytics_daily'))
     )
     op.create_table('analytics_hourly',
@@ -49,7 +51,9 @@ def upgrade() -> None:
     sa.Column('visitors', sa.Integer(), nullable=False),
     sa.Column('first_seen', sa.Integer(), nullable=False),
     sa.Column('last_seen', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['link_id'], ['links.id'], name=op.f('fk_analytics_hourly_link_id_links'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['link_id'], ['links.id'], name=op.f('fk_analytics_hourly_link_id_links'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('dimension', 'start', 'link_id', 'value', name=op.f('pk_analytics_hourly'))
     )
     with op.batch_alter_table('scans', schema=None) as batch_op:

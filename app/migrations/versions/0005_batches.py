@@ -27,7 +27,9 @@ def upgrade() -> None:
     sa.Column('rejected', sa.JSON(), nullable=False),
     sa.Column('rejected_rows', sa.Integer(), nullable=False),
     sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_batches_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['workspace_id'], ['workspaces.id'], name=op.f('fk_batches_workspace_id_workspaces'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_batches'))
     )
     with op.batch_alter_table('batches', schema=None) as batch_op:
@@ -37,8 +39,12 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.Uuid(), nullable=False),
     sa.Column('row', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('code_id', sa.Uuid(), nullable=False),
-    sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_batch_items_batch_id_batches'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['code_id'], ['qrcodes.id'], name=op.f('fk_batch_items_code_id_qrcodes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['batch_id'], ['batches.id'], name=op.f('fk_batch_items_batch_id_batches'), ondelete='CASCADE'
+    ),
+    sa.ForeignKeyConstraint(
+        ['code_id'], ['qrcodes.id'], name=op.f('fk_batch_items_code_id_qrcodes'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('batch_id', 'row', name=op.f('pk_batch_items')),
     sa.UniqueConstraint('code_id', name=op.f('uq_batch_items_code_id'))
     )

@@ -152,7 +152,8 @@ def read(
             # A slug asked for twice in one batch: the later rows are refused.
             first = accepted.slugs.setdefault(code.link.slug, row)
             if first != row:
-                errors.append(RowError(row, _name("slug", columns), "slug_taken", f"slug {code.link.slug!r} is also on row {first}"))
+                message = f"slug {code.link.slug!r} is also on row {first}"
+                errors.append(RowError(row, _name("slug", columns), "slug_taken", message))
                 continue
         if request.style.logo is not None:
             accepted.logos[row] = (request.style.logo, _name("style.logo", columns))
@@ -276,7 +277,8 @@ def _header(reader: Any) -> list[str]:
 def _csv_row(row: int, header: list[str], record: list[str]) -> _Row:
     cells = [cell.strip() for cell in record]
     if len(cells) > len(header) and any(cells[len(header):]):
-        return row, [RowError(row, "row", "csv_invalid", f"{len(cells)} cells; the header has {len(header)} columns")], None
+        message = f"{len(cells)} cells; the header has {len(header)} columns"
+        return row, [RowError(row, "row", "csv_invalid", message)], None
     values = dict(zip(header, cells, strict=False))  # a short record's missing cells are empty
     kind = values.get("kind", "")
     model = MODELS.get(kind)
@@ -323,13 +325,17 @@ def _path(name: str, model: type[BaseModel]) -> tuple[str, ...] | None:
 def _is_list(model: type[BaseModel], path: tuple[str, ...]) -> bool:
     fields = model.model_fields if len(path) == 1 else model.model_fields[path[0]].annotation.model_fields
     annotation = fields[path[-1]].annotation
-    return typing.get_origin(annotation) is list or any(typing.get_origin(a) is list for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list or any(
+        typing.get_origin(a) is list for a in typing.get_args(annotation)
+    )
 
 
 # --- errors ---------------------------------------------------------------------------------------
 
 
-def _pydantic_errors(row: int | None, exc: ValidationError, columns: dict[tuple[str, ...], str] | None) -> list[RowError]:
+def _pydantic_errors(
+    row: int | None, exc: ValidationError, columns: dict[tuple[str, ...], str] | None
+) -> list[RowError]:
     errors = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])

@@ -64,7 +64,8 @@ class BatchRepository:
         wanted, own = list(set(logo_ids)), set()
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start : start + _IN_CHUNK]
-            own.update(await self.session.scalars(select(Logo.id).where(Logo.id.in_(chunk), Logo.workspace_id == workspace_id)))
+            query = select(Logo.id).where(Logo.id.in_(chunk), Logo.workspace_id == workspace_id)
+            own.update(await self.session.scalars(query))
         return set(wanted) - own
 
     async def insert(

@@ -27,7 +27,9 @@ class CreateBatch(BaseModel):
         min_length=1, max_length=MAX_ITEMS, description="Each one what POST /v1/qrcodes takes; row n is items[n-1]."
     )
     formats: list[ImageFormat] = Field(
-        list(DEFAULT_FORMATS), min_length=1, description="The image formats of the archive (every code is rendered in all)."
+        list(DEFAULT_FORMATS),
+        min_length=1,
+        description="The image formats of the archive (every code is rendered in all).",
     )
 
 
