@@ -24,8 +24,8 @@ but only scans already folded. Buckets stay.
 
 from __future__ import annotations
 
+import functools
 import time as clock
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -294,8 +294,7 @@ def _remember_visitors(session: Session, visits: list[tuple[date, str, int]]) ->
         session.execute(insert(VisitorScan.__table__), [{"day": d, "visitor": v, "scan_id": i} for d, v, i in visits])
         return
     to_day = _bind_processor(session, VisitorScan.__table__.c.day)
-    days = {day: to_day(day) for day in {day for day, _, _ in visits}}
-    rows = [(days[day], visitor, scan_id) for day, visitor, scan_id in visits]
+    rows = [(to_day(day), visitor, scan_id) for day, visitor, scan_id in visits]
     session.connection().exec_driver_sql("INSERT INTO visitor_scans (day, visitor, scan_id) VALUES (?, ?, ?)", rows)
 
 
@@ -383,25 +382,18 @@ def _merge_sql(table: type[HourlyBucket | DailyBucket], source: str) -> str:
 def _bind_processor(session: Session, column: Column[Any]) -> Callable[[Any], Any]:
     """What SQLAlchemy itself makes of the column's values on the session's database, for rows sent straight
     to the driver. dialect_impl: this dialect's processor (for UTCDateTime, SQLite's DATETIME text after the
-    decorator's UTC check), not the generic type's."""
+    decorator's UTC check), not the generic type's. Memoised: a chunk's rows repeat a few links, hours and
+    days, each converted once."""
     dialect = session.get_bind().dialect
-    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return functools.cache(process) if process is not None else (lambda value: value)
 
 
 def _executemany(session: Session, table: type[HourlyBucket | DailyBucket], rows: list[tuple]) -> None:
     to_link = _bind_processor(session, table.__table__.c.link_id)
     to_start = _bind_processor(session, table.__table__.c.start)
-    links: dict[uuid.UUID, Any] = {}
-    starts: dict[datetime, Any] = {}
-    converted = []
-    for link, dimension, value, start, *counters in rows:
-        link_value = links.get(link)
-        if link_value is None:
-            link_value = links[link] = to_link(link)
-        start_value = starts.get(start)
-        if start_value is None:
-            start_value = starts[start] = to_start(start)
-        converted.append((link_value, dimension, value, start_value, *counters))
+    converted = [(to_link(link), dimension, value, to_start(start), *counters)
+                 for link, dimension, value, start, *counters in rows]
     converted.sort(key=_key_order(table))
     placeholders = ", ".join("?" * (len(_KEY) + len(_COUNTERS[table])))
     session.connection().exec_driver_sql(_merge_sql(table, f"VALUES ({placeholders})"), converted)
