@@ -14,13 +14,15 @@ result_backend = _settings.redis_url
 
 # Queues by kind of work, so a flood of one cannot starve another, and each can get the pool it needs:
 # qr is CPU-bound (prefork, one process per core), scans is I/O on batches, analytics is beat's.
-task_queues = (Queue("default"), Queue("qr"), Queue("scans"), Queue("analytics"))
+task_queues = (Queue("default"), Queue("qr"), Queue("scans"), Queue("analytics"), Queue("webhooks"))
 task_default_queue = "default"
 task_routes = {
     "qrcodes.render": {"queue": "qr"},
     "qrcodes.render_batch": {"queue": "qr"},  # a batch's chunks (app/qrcodes/batches/jobs.py)
     "scans.*": {"queue": "scans"},
     "analytics.*": {"queue": "analytics"},
+    # Webhook deliveries wait on other people's servers: a queue of their own, on a threads pool.
+    "webhooks.*": {"queue": "webhooks"},
     # Everything else (housekeeping such as qrcodes.republish_stale_renders) goes to default.
 }
 

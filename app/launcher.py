@@ -19,12 +19,15 @@ from app.supervisor import Service, Supervisor, _die_with_parent
 # another. qr and scans are CPU-bound (rendering; parsing, enriching and inserting 1,000-scan batches) and
 # get a process per core (concurrency 0): a second scans process drains a backlog 22% faster on two cores
 # (bench/ingest.py). The others do I/O and need one.
-WORKERS = (("qr", 0), ("scans", 0), ("analytics", 1), ("default", 1))
+WORKERS = (("qr", 0), ("scans", 0), ("analytics", 1), ("default", 1), ("webhooks", 16))
+# Webhook deliveries wait on the network: threads, as many as the concurrency above.
+_POOLS = {"webhooks": "threads"}
 
 
 def worker_arguments(queue: str) -> list[str]:
     """`qrflow worker` arguments for one queue's worker, as `qrflow up` runs it (the benchmarks too)."""
-    return ["-Q", queue, "-c", str(dict(WORKERS)[queue])]
+    pool = ["--pool", _POOLS[queue]] if queue in _POOLS else []
+    return ["-Q", queue, "-c", str(dict(WORKERS)[queue]), *pool]
 
 
 def _ensure_redis(settings: Settings, console: Console) -> tuple[str, redis_server.RedisServer | None]:

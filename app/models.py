@@ -9,8 +9,10 @@ from app.qrcodes.batches.models import Batch, BatchItem
 from app.qrcodes.logos import Logo
 from app.qrcodes.models import QRCode, QRCodeTag
 from app.scans.models import Scan, VisitorSalt
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link",
     "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace",
+    "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
 ]

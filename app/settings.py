@@ -91,6 +91,25 @@ class Settings(BaseSettings):
     # 0 keeps them for ever.
     scan_retention_days: int = Field(0, ge=0)
 
+    # Webhooks (app/webhooks/): endpoints' signing secrets are stored encrypted with this Fernet key
+    # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`);
+    # several, comma-separated, to rotate it (the first encrypts, any decrypts). Empty in development:
+    # one is generated and kept in data_dir; production requires it.
+    webhook_secret_key: SecretStr = SecretStr("")
+    # Endpoints on private, loopback or link-local addresses are refused (SSRF) unless this is true: a
+    # self-hoster's LAN, or tests.
+    webhook_allow_private: bool = False
+    # Seconds between a failed attempt and the next, with ±20% jitter; after the last, the delivery is dead.
+    webhook_retry_schedule: str = "5,60,600,3600,10800,28800,43200"
+    # Deliveries in flight at once per endpoint: a slow receiver holds at most this many worker threads.
+    webhook_endpoint_concurrency: int = Field(4, ge=1, le=64)
+    # A due delivery still pending this long after it was due is published again by the beat sweeper
+    # (its message was lost: the broker was down at commit, or a worker died holding it).
+    webhook_sweep_after_seconds: float = Field(120.0, gt=0)
+    webhook_sweep_interval_seconds: float = Field(10.0, gt=0)
+    # An endpoint whose every attempt failed for this long is disabled.
+    webhook_disable_after_seconds: float = Field(3 * 86400, gt=0)
+
     @field_validator("rate_limit", "redirect_rate_limit")
     @classmethod
     def _one_rate_limit(cls, value: str) -> str:

@@ -30,4 +30,10 @@ def beat_schedule(settings: Settings) -> dict:
             "schedule": settings.rollup_interval_seconds,
             "options": {"expires": settings.rollup_interval_seconds},
         },
+        # Webhook deliveries whose message the broker missed or lost (app/webhooks/jobs.py).
+        "webhooks-sweep-outbox": {
+            "task": "webhooks.sweep_outbox",
+            "schedule": settings.webhook_sweep_interval_seconds,
+            "options": {"expires": settings.webhook_sweep_interval_seconds},
+        },
     }

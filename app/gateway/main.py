@@ -21,7 +21,7 @@ from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, serve_redirects_first
-from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks
+from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks, webhooks
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
@@ -29,6 +29,7 @@ from app.messaging import EventPublisher
 from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
+from app.webhooks.metrics import WebhookMetricsCollector
 
 DESCRIPTION = """
 Create QR codes, send people through dynamic short links, and see who scanned what.
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # Queue depths for /metrics, asked of Redis at scrape time (app/telemetry.py).
     queue_depth = telemetry.QueueDepthCollector(settings.redis_url)
+    webhook_metrics = WebhookMetricsCollector(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logos.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)
+    app.include_router(webhooks.router)
     batches.install(app)  # with its request body in the document
 
     metrics_token = settings.metrics_token.get_secret_value()
@@ -114,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 401, "send Authorization: Bearer <QRFLOW_METRICS_TOKEN>", headers={"WWW-Authenticate": "Bearer"}
             )
         # In a thread: the queue-depth collector asks Redis (short timeouts), which must not block the loop.
-        payload = await anyio.to_thread.run_sync(telemetry.metrics_payload, queue_depth)
+        payload = await anyio.to_thread.run_sync(telemetry.metrics_payload, queue_depth, webhook_metrics)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
     # Body size, rate limits, idempotency keys, CORS, security headers (inside the request context,

@@ -28,6 +28,7 @@ from app.qrcodes.rendering import render_images
 from app.qrcodes.style import Style
 from app.qrcodes.symbol import FREE
 from app.storage import ImageStore, code_prefix, image_key
+from app.webhooks import sources as webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +107,7 @@ def _finish(
             .values(status=status, images=images or {}, error=error, rendered_at=now, updated_at=now)
         )
         if result.rowcount == 1:
+            webhooks.render_finished(session, code_id)  # qrcode.ready/failed, batch.completed: the outbox
             return status.value
         code = session.get(QRCode, code_id)
         return "gone" if code is None or code.deleted_at is not None else f"already {code.status}"

@@ -28,6 +28,8 @@ from app.qrcodes.schemas import LINK_SETTINGS, CreateCode, CreateURLCode, Update
 from app.scans.models import Scan
 from app.scans.repository import ScanRepository
 from app.storage import ImageStore, code_prefix, image_key
+from app.webhooks import sources as webhooks
+from app.webhooks.events import QRCodeCreated, QRCodeDeleted, QRCodeUpdated
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,8 @@ async def create_code(
     code = new_code(workspace_id, request, public_base_url)
     QRCodeRepository(session).add(code)
     try:
+        await session.flush()  # the code's id, for its event
+        await webhooks.code_changed(session, publisher, QRCodeCreated, code)
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
@@ -151,6 +155,7 @@ def _split_page(rows: list[T], limit: int, position: Callable[[T], Cursor]) -> t
 
 async def update_code(
     session: AsyncSession,
+    publisher: EventPublisher,
     links_changed: links.LinkChanges,
     workspace_id: uuid.UUID,
     code_id: uuid.UUID,
@@ -171,6 +176,7 @@ async def update_code(
     if "tags" in given:
         code.tags = list(dict.fromkeys(changes.tags or []))
     code.updated_at = utcnow()
+    await webhooks.code_changed(session, publisher, QRCodeUpdated, code)
     await session.commit()
     if code.link is not None and link_changes:
         await links_changed.changed(code.link.slug)
@@ -179,6 +185,7 @@ async def update_code(
 
 async def delete_code(
     session: AsyncSession,
+    publisher: EventPublisher,
     store: ImageStore,
     links_changed: links.LinkChanges,
     workspace_id: uuid.UUID,
@@ -190,6 +197,7 @@ async def delete_code(
     code.deleted_at = now
     if code.link is not None:
         code.link.deleted_at = now
+    await webhooks.code_changed(session, publisher, QRCodeDeleted, code)
     await session.commit()
     if code.link is not None:
         await links_changed.changed(code.link.slug)

@@ -28,6 +28,7 @@ from app.scans.enrichment import Enricher, visitor_hash
 from app.scans.events import ScanRecorded
 from app.scans.models import Scan, VisitorSalt
 from app.scans.watermark import hold_for_insert
+from app.webhooks import sources as webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +50,11 @@ def record_scans(sessions: sessionmaker[Session], enricher: Enricher, scans: lis
         stored_at = utcnow()
         rows = [_row(scan, enricher, salts[scan.occurred_at.date()], stored_at) for scan in kept]
         inserted = _insert_new_scans(session, rows)
-        _count_scans(session, Counter(link_id for link_id, is_bot in inserted if not is_bot))
+        added = Counter(link_id for link_id, is_bot, _ in inserted if not is_bot)
+        _count_scans(session, added)
+        # link.scanned for exactly the human scans stored, and link.exhausted (app/webhooks/sources.py).
+        humans = {event_id for _, is_bot, event_id in inserted if not is_bot}
+        webhooks.scans_stored(session, [row for row in rows if row["event_id"] in humans], added)
     log.info("scans_stored", received=len(scans), stored=len(inserted))
     return len(inserted)
 
@@ -86,11 +91,11 @@ def _read_salts(session: Session, days: set[date]) -> dict[date, bytes]:
 
 
 def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, bool]]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING in one statement; (link id as text, is_bot) of each row
+    """INSERT … ON CONFLICT (event_id) DO NOTHING in one statement; (link id as text, is_bot, event_id) of each row
     really inserted. The link id comes back as text: made into a UUID once per link by the caller, not
     once per row (15% of the worker's time per scan in a profile)."""
     scans = Scan.__table__
-    returning = (cast(scans.c.link_id, String), scans.c.is_bot)
+    returning = (cast(scans.c.link_id, String), scans.c.is_bot, scans.c.event_id)
     if dialect_of(session) is postgresql:
         # One array per column, unnested into rows: a short statement that psycopg parses once and the
         # server prepares, where a VALUES list of 1,000 rows is 14,000 placeholders that psycopg parses

@@ -20,7 +20,7 @@ def test_the_gateway_never_imports_segno_or_task_modules():
 
 MODEL_MODULES = [
     "app.analytics.models", "app.identity.models", "app.links.models", "app.qrcodes.batches.models",
-    "app.qrcodes.models", "app.scans.models", "app.qrcodes.logos", "app.gateway.idempotency",
+    "app.qrcodes.models", "app.scans.models", "app.qrcodes.logos", "app.gateway.idempotency", "app.webhooks.models",
 ]
 
 

@@ -110,10 +110,11 @@ async def update_code(
     changes: UpdateCode,
     principal: Writer,
     session: SessionDep,
+    publisher: PublisherDep,
     link_cache: LinkCacheDep,
     settings: SettingsDep,
 ) -> CodeOut:
-    code = await service.update_code(session, link_cache, principal.workspace_id, code_id, changes)
+    code = await service.update_code(session, publisher, link_cache, principal.workspace_id, code_id, changes)
     return code_out(code, settings.public_base_url)
 
 
@@ -124,9 +125,14 @@ async def update_code(
     summary="Delete a code",
 )
 async def delete_code(
-    code_id: uuid.UUID, principal: Writer, session: SessionDep, store: StoreDep, link_cache: LinkCacheDep
+    code_id: uuid.UUID,
+    principal: Writer,
+    session: SessionDep,
+    publisher: PublisherDep,
+    store: StoreDep,
+    link_cache: LinkCacheDep,
 ) -> None:
-    await service.delete_code(session, store, link_cache, principal.workspace_id, code_id)
+    await service.delete_code(session, publisher, store, link_cache, principal.workspace_id, code_id)
 
 
 @router.get(

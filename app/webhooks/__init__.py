@@ -1,0 +1,1 @@
+"""Webhooks: endpoints, the outbox of events, deliveries and their attempts (docs/webhooks.md)."""
