@@ -59,7 +59,6 @@ def render_finished(session: Session, code_id: uuid.UUID) -> None:
     outbox = Outbox(session, [code.workspace_id])
     model = QRCodeReady if code.status == Status.READY else QRCodeFailed
     if outbox.wanted(code.workspace_id, model.type):
-        session.refresh(code)
         outbox.record(code.workspace_id, code_data(model, code), code_id=code.id, tags=code.tags)
     if outbox.wanted(code.workspace_id, BatchCompleted.type):
         _batch_completed(session, outbox, code)

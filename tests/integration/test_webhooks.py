@@ -81,6 +81,19 @@ def verified(request: dict, *secrets: str) -> dict:
     return event
 
 
+def deliveries(client: TestClient, caller: Caller, endpoint_id: str, predicate, query: str = "") -> list[dict]:  # noqa: ANN001
+    """The endpoint's deliveries once `predicate` holds for them: a receiver has a request before the worker
+    has stored the attempt's outcome."""
+    deadline = time.monotonic() + 15
+    while True:
+        items = client.get(f"/v1/webhooks/{endpoint_id}/deliveries{query}", headers=caller.headers).json()["items"]
+        if predicate(items):
+            return items
+        if time.monotonic() > deadline:
+            raise AssertionError(items)
+        time.sleep(0.1)
+
+
 def events_of(requests: list[dict], event_type: str) -> list[dict]:
     return [json.loads(r["body"]) for r in requests if json.loads(r["body"])["type"] == event_type]
 
@@ -100,10 +113,11 @@ def hooks(backend, worker, tmp_path_factory) -> Iterator[TestClient]:
         "QRFLOW_WEBHOOK_RETRY_SCHEDULE": SCHEDULE,
         "QRFLOW_WEBHOOK_SWEEP_AFTER_SECONDS": "2",
         "QRFLOW_WORKER_NICE": "0",
-        "QRFLOW_LOG_LEVEL": "WARNING",
+        "QRFLOW_LOG_LEVEL": "INFO",
     }
     command = [sys.executable, "-m", "app.cli", "worker", "-Q", "webhooks", "--pool", "threads", "-c", "12"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    log = tmp_path_factory.mktemp("webhooks-worker") / "worker.log"
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     try:
         with TestClient(create_app(settings)) as client:
             client.webhooks_worker = (command, env)  # type: ignore[attr-defined]
@@ -170,9 +184,9 @@ def test_a_code_s_life_arrives_signed_each_event_with_one_id(hooks, admin, recei
         (event,) = [e for e in events_of(got, name) if e["data"]["code_id"] == created["id"]]
         assert event["workspace_id"] and event["data"]["slug"] == created["slug"]
     assert events_of(got, "qrcode.updated")[0]["data"]["title"] == "renamed"
-    listed = hooks.get(f"/v1/webhooks/{endpoint['id']}/deliveries?status=delivered", headers=admin.headers).json()
-    assert {d["event_type"] for d in listed["items"]} == set(wanted)
-    assert all(d["attempts"][0]["status_code"] == 204 for d in listed["items"])
+    listed = deliveries(hooks, admin, endpoint["id"], lambda items: len(items) == 4, "?status=delivered")
+    assert {d["event_type"] for d in listed} == set(wanted)
+    assert all(d["attempts"][0]["status_code"] == 204 for d in listed)
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
 
 
@@ -199,8 +213,8 @@ def test_a_receiver_down_for_30_s_gets_every_event_once_it_is_back(hooks, admin,
     # Schedule 1,2,4,8,16,32 (±20%): the attempt after the outage comes within ~32 s.
     got = receiver.wait_for(lambda got: {r["headers"]["webhook-id"] for r in got} >= pings, timeout=60)
     assert {verified(r, endpoint["secret"])["id"] for r in got} == pings
-    listed = hooks.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=admin.headers).json()["items"]
-    assert all(d["status"] == "delivered" and len(d["attempts"]) > 1 for d in listed)
+    listed = deliveries(hooks, admin, endpoint["id"], lambda items: all(d["status"] == "delivered" for d in items))
+    assert len(listed) == 3 and all(len(d["attempts"]) > 1 for d in listed)
     assert all(a["error"] for d in listed for a in d["attempts"][:-1])  # refused connections were recorded
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
 
