@@ -103,8 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logos.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)
-    app.include_router(webhooks.router)
     batches.install(app)  # with its request body in the document
+    webhooks.install(app)  # with each event type's schema
 
     metrics_token = settings.metrics_token.get_secret_value()
     if settings.environment == "production" and not metrics_token:

@@ -17,8 +17,12 @@ class Refused(Invalid):
 
 def check_url(url: str, *, production: bool) -> tuple[str, str, int]:
     """(scheme, host, port) of a URL a webhook may use, or Refused saying why."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # "http://[" and the like
+        raise Refused(f"url is not a valid URL: {exc}", field="url") from exc
+    if parts.scheme not in ("http", "https") or not hostname:
         raise Refused("url must be an absolute http(s) URL", field="url")
     if production and parts.scheme != "https":
         raise Refused("url must use https in production", field="url")
@@ -28,7 +32,7 @@ def check_url(url: str, *, production: bool) -> tuple[str, str, int]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise Refused(f"url has an invalid port: {exc}", field="url") from exc
-    return parts.scheme, parts.hostname, port
+    return parts.scheme, hostname, port
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
@@ -36,7 +40,7 @@ def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
     the gateway calls it in a thread)."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror; a NUL or an over-long name
         raise Refused(f"url's host {host!r} does not resolve: {exc}", field="url") from exc
     addresses = list(dict.fromkeys(info[4][0] for info in found))
     if not allow_private:

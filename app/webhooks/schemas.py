@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.webhooks.events import SUBSCRIBABLE
 
-EventName = Annotated[str, Field(max_length=40)]
+# PostgreSQL's text and JSON cannot hold U+0000: refused in every string, on every backend alike.
+_NO_NUL = r"^[^\x00]*$"
+EventName = Annotated[str, Field(max_length=40, pattern=_NO_NUL)]
+Tag = Annotated[str, Field(max_length=64, pattern=_NO_NUL)]
 
 
 def _check_events(events: list[str]) -> list[str]:
@@ -23,13 +26,13 @@ def _check_events(events: list[str]) -> list[str]:
 class CreateEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2000, examples=["https://example.com/qrflow-events"])
+    url: str = Field(max_length=2000, pattern=_NO_NUL, examples=["https://example.com/qrflow-events"])
     events: list[EventName] = Field(min_length=1, max_length=20, description="Event types, or ['*'] for all")
     code_ids: list[uuid.UUID] | None = Field(None, max_length=1000, description="Only events about these codes")
-    tags: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    tags: list[Tag] | None = Field(
         None, max_length=50, description="Only events about codes with any of these tags"
     )
-    description: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=500, pattern=_NO_NUL)
     enabled: bool = True
 
     _events = field_validator("events")(_check_events)
@@ -38,11 +41,11 @@ class CreateEndpoint(BaseModel):
 class UpdateEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, max_length=2000)
+    url: str | None = Field(None, max_length=2000, pattern=_NO_NUL)
     events: list[EventName] | None = Field(None, min_length=1, max_length=20)
     code_ids: list[uuid.UUID] | None = Field(None, max_length=1000)
-    tags: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=50)
-    description: str | None = Field(None, max_length=500)
+    tags: list[Tag] | None = Field(None, max_length=50)
+    description: str | None = Field(None, max_length=500, pattern=_NO_NUL)
     enabled: bool | None = None
 
     @field_validator("events")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from standardwebhooks import Webhook
 
 from app.gateway.main import create_app
 from app.identity.models import Scope
-from app.redis_server import free_port
+from app.redis_server import RedisServer, find_binary, free_port
 from tests.conftest import Caller, _issue, wait_until_rendered
 
 RECEIVER = Path(__file__).with_name("webhook_receiver.py")
@@ -117,14 +118,16 @@ def hooks(backend, worker, tmp_path_factory) -> Iterator[TestClient]:
     }
     command = [sys.executable, "-m", "app.cli", "worker", "-Q", "webhooks", "--pool", "threads", "-c", "12"]
     log = tmp_path_factory.mktemp("webhooks-worker") / "worker.log"
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))]
     try:
         with TestClient(create_app(settings)) as client:
             client.webhooks_worker = (command, env)  # type: ignore[attr-defined]
+            client.webhooks_workers = processes  # type: ignore[attr-defined]
             yield client
     finally:
-        process.kill()
-        process.wait()
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +190,9 @@ def test_a_code_s_life_arrives_signed_each_event_with_one_id(hooks, admin, recei
     listed = deliveries(hooks, admin, endpoint["id"], lambda items: len(items) == 4, "?status=delivered")
     assert {d["event_type"] for d in listed} == set(wanted)
     assert all(d["attempts"][0]["status_code"] == 204 for d in listed)
+    metrics = hooks.get("/metrics").text
+    assert 'qrflow_webhook_attempts_total{result="delivered"}' in metrics
+    assert "qrflow_webhook_attempt_seconds_bucket" in metrics
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
 
 
@@ -295,3 +301,59 @@ def test_refused_destinations_are_422_naming_url(backend, worker, admin):
             "/v1/webhooks", json={"url": "http://example.com/", "events": ["*"]}, headers=admin.headers
         )
         assert answer.status_code == 422 and "https" in answer.json()["message"]
+
+
+def test_broker_down_when_a_code_is_created_its_events_arrive_once_it_is_back(hooks, admin, receiver, tmp_path):
+    from app.messaging import EventPublisher
+    from tests.integration.test_faults import celery_on
+    from workers.celery_app import celery_app
+
+    receiver.start()
+    endpoint = subscribe(hooks, admin, receiver.url, ["qrcode.created", "qrcode.ready"])
+    gone = RedisServer(find_binary()[0], free_port(), tmp_path / "redis")  # never started: the broker is down
+    state = hooks.app.state
+    original, state.publisher = state.publisher, EventPublisher(celery_on(gone.url))
+    try:
+        code = hooks.post("/v1/qrcodes", json={"kind": "text", "data": {"text": "broker down"}}, headers=admin.headers)
+        assert code.status_code == 202
+    finally:
+        state.publisher.close()
+        state.publisher = original
+    code_id = code.json()["id"]
+    time.sleep(2.5)  # past the sweeper's QRFLOW_WEBHOOK_SWEEP_AFTER_SECONDS (2 s in these tests)
+    assert receiver.received() == []
+    # The broker is back: what beat sends (every 10 s and every minute), until both events arrived.
+    deadline = time.monotonic() + 60
+    while len({json.loads(r["body"])["type"] for r in receiver.received()}) < 2:
+        assert time.monotonic() < deadline, receiver.received()
+        celery_app.send_task("webhooks.sweep_outbox")
+        celery_app.send_task("qrcodes.republish_stale_renders")
+        time.sleep(1)
+    got = receiver.received()
+    events = [verified(r, endpoint["secret"]) for r in got]
+    expected = {("qrcode.created", code_id), ("qrcode.ready", code_id)}
+    assert {(e["type"], e["data"]["code_id"]) for e in events} == expected
+    hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(hooks, admin, receiver):
+    from workers.celery_app import celery_app
+
+    receiver.start(delay=4)
+    endpoint = subscribe(hooks, admin, receiver.url, ["qrcode.ready"])
+    event_id = hooks.post(f"/v1/webhooks/{endpoint['id']}/test", headers=admin.headers).json()["event_id"]
+    command, env = hooks.webhooks_worker
+    time.sleep(2)  # the attempt is in flight: the receiver holds it for 4 s
+    running = hooks.webhooks_workers[-1]  # the module's worker process (a threads pool: one process)
+    running.send_signal(signal.SIGKILL)
+    running.wait()
+    hooks.webhooks_workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+    # The killed attempt's lease (30 s) runs out; then beat's sweeper publishes the delivery again.
+    deadline = time.monotonic() + 90
+    while deliveries(hooks, admin, endpoint["id"], lambda items: True)[0]["status"] != "delivered":
+        assert time.monotonic() < deadline, "the delivery was never sent again"
+        celery_app.send_task("webhooks.sweep_outbox")
+        time.sleep(1)
+    got = receiver.wait_for(lambda got: len(got) >= 2)
+    assert {verified(r, endpoint["secret"])["id"] for r in got} == {event_id}  # duplicates share the id
+    hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, status
 
 from app.gateway.deps import PublisherDep, Reader, SessionDep, SettingsDep, require
 from app.gateway.errors import error_responses
@@ -165,3 +165,20 @@ async def replay(
     since: Annotated[datetime | None, Query(description="Only deliveries created since then")] = None,
 ) -> Replayed:
     return Replayed(deliveries=await service.replay(session, publisher, principal.workspace_id, endpoint_id, since))
+
+
+def install(app: FastAPI) -> None:
+    """Include the routes, and put each event type's schema in the OpenAPI document (as
+    `WebhookEvent.{type}`): receivers generate their models from it."""
+    app.include_router(router)
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in envelope_schemas().items():
+                schemas[f"WebhookEvent.{name}"] = schema
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
