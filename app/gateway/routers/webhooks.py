@@ -66,7 +66,10 @@ async def list_endpoints(principal: Reader, session: SessionDep) -> EndpointList
     return EndpointList(items=[_out(e) for e in await service.list_endpoints(session, principal.workspace_id)])
 
 
-@router.get("/event-types", summary="Each event type's JSON schema (the envelope with its data)")
+@router.get(
+    "/event-types", responses=error_responses(*_READ),
+    summary="Each event type's JSON schema (the envelope with its data)",
+)
 async def event_types(principal: Reader) -> dict:
     return envelope_schemas()
 
