@@ -127,9 +127,8 @@ class Deliverer:
             self.client, url, body, headers, production=self.policy.production, allow_private=self.policy.allow_private
         )
         outcome = self._record(delivery_id, number, response)
-        metrics.count_delivery(outcome.result, response.duration_ms / 1000)
-        if outcome.result == "delivered":
-            metrics.observe_lag((utcnow() - event_created).total_seconds())
+        lag = (utcnow() - event_created).total_seconds() if outcome.result == "delivered" else None
+        metrics.count_delivery(outcome.result, response.duration_ms / 1000, lag)
         log.info(
             "webhook_attempt", delivery_id=str(delivery_id), event_id=event_id, attempt=number,
             status_code=response.status_code, error=response.error, result=outcome.result,

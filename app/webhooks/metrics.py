@@ -28,10 +28,13 @@ def _redis() -> redis.Redis:
     return _client
 
 
-def count_delivery(result: str, seconds: float | None = None) -> None:
+def count_delivery(result: str, seconds: float | None = None, lag: float | None = None) -> None:
+    """One attempt's result and duration, and for a delivered one the lag from its event's recording."""
     try:
         with _redis().pipeline(transaction=False) as pipe:
             pipe.hincrby(RESULTS, result, 1)
+            if lag is not None:
+                pipe.hset(STATE, "last_delivered_lag_seconds", lag)
             if seconds is not None:
                 for bound in BUCKETS:
                     if seconds <= bound:
@@ -41,14 +44,6 @@ def count_delivery(result: str, seconds: float | None = None) -> None:
             pipe.execute()
     except RedisError:
         pass  # a metric is not worth failing a delivery for
-
-
-def observe_lag(seconds: float) -> None:
-    """Event recorded → delivered, of the latest delivery: the sweeper's gauge covers those still waiting."""
-    try:
-        _redis().hset(STATE, "last_delivered_lag_seconds", seconds)
-    except RedisError:
-        pass
 
 
 def record_state(dead: int, disabled: int, outbox_lag: float) -> None:

@@ -49,7 +49,13 @@ class SecretBox:
         return self._fernet.encrypt(secret.encode()).decode()
 
     def open(self, token: str) -> str:
-        return self._fernet.decrypt(token.encode()).decode()
+        return _opened(self._fernet, token)
+
+
+@lru_cache(maxsize=1024)
+def _opened(fernet: MultiFernet, token: str) -> str:
+    # Every attempt needs its endpoint's secret: decrypted once per token, not once per delivery.
+    return fernet.decrypt(token.encode()).decode()
 
 
 def secret_box(settings: Settings) -> SecretBox:
