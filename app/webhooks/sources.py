@@ -100,12 +100,14 @@ def scans_stored(session: Session, rows: list[dict], added: Counter[str]) -> Non
     outbox = Outbox(session)
     if not outbox.subscriptions:
         return  # the common case: one small query per batch, nothing else
+    # The ids come as the database's text (SQLite: 32 hex digits, PostgreSQL: with dashes): made UUIDs.
+    added_to = {uuid.UUID(link_id): count for link_id, count in added.items()}
     links = {
-        str(row.id): row
+        row.id: row
         for row in session.execute(
             select(Link.id, Link.slug, Link.workspace_id, Link.max_scans, Link.scans_total, QRCode.id.label("code_id"))
             .join(QRCode, QRCode.link_id == Link.id)
-            .where(Link.id.in_([uuid.UUID(link_id) for link_id in added]))
+            .where(Link.id.in_(list(added_to)))
         )
     }
     wanted = {
@@ -116,8 +118,8 @@ def scans_stored(session: Session, rows: list[dict], added: Counter[str]) -> Non
         return
     tags = _tags(session, [links[link_id].code_id for link_id in wanted])
     for row in rows:
-        link = links.get(str(row["link_id"]))
-        if link is None or str(link.id) not in wanted:
+        link = links.get(row["link_id"])
+        if link is None or link.id not in wanted:
             continue
         data = LinkScanned(
             code_id=link.code_id, slug=link.slug, scanned_at=row["scanned_at"], device=row["device"],
@@ -127,7 +129,7 @@ def scans_stored(session: Session, rows: list[dict], added: Counter[str]) -> Non
         outbox.add(link.workspace_id, data, code_id=link.code_id, tags=tags[link.code_id], event_id=row["event_id"])
     for link_id in wanted:
         link = links[link_id]
-        if link.max_scans is not None and link.scans_total - added[link_id] < link.max_scans <= link.scans_total:
+        if link.max_scans is not None and link.scans_total - added_to[link_id] < link.max_scans <= link.scans_total:
             data = LinkExhausted(code_id=link.code_id, slug=link.slug, max_scans=link.max_scans,
                                  scans_total=link.scans_total)
             outbox.add(link.workspace_id, data, code_id=link.code_id, tags=tags[link.code_id])

@@ -357,3 +357,37 @@ def test_a_worker_killed_mid_delivery_loses_nothing(hooks, admin, receiver):
     got = receiver.wait_for(lambda got: len(got) >= 2)
     assert {verified(r, endpoint["secret"])["id"] for r in got} == {event_id}  # duplicates share the id
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
+
+
+def test_a_batch_completes_once_with_its_counts(hooks, admin, receiver):
+    receiver.start()
+    endpoint = subscribe(hooks, admin, receiver.url, ["batch.completed"])
+    items = [{"kind": "text", "data": {"text": f"batch item {n}"}} for n in range(5)]
+    batch = hooks.post("/v1/batches", json={"items": items, "formats": ["png"]}, headers=admin.headers)
+    assert batch.status_code == 202, batch.text
+    (request,) = receiver.wait_for(lambda got: len(got) >= 1)
+    time.sleep(2)  # and no second one
+    assert len(receiver.received()) == 1
+    event = verified(request, endpoint["secret"])
+    assert event["type"] == "batch.completed" and event["data"]["batch_id"] == batch.json()["id"]
+    assert (event["data"]["total"], event["data"]["ready"], event["data"]["failed"]) == (5, 5, 0)
+    hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
+
+
+def test_a_link_reaching_max_scans_is_exhausted_once(hooks, admin, receiver):
+    receiver.start()
+    code = hooks.post("/v1/qrcodes", json={"kind": "url", "data": {"url": "https://example.com/capped"},
+                                            "dynamic": True, "max_scans": 3}, headers=admin.headers).json()
+    endpoint = subscribe(hooks, admin, receiver.url, ["link.exhausted"])
+    browser = {"user-agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "Chrome/124.0 Mobile Safari/537.36"}
+    statuses = [hooks.get(f"/r/{code['slug']}", headers=browser, follow_redirects=False).status_code
+                for _ in range(5)]
+    assert statuses.count(302) == 3
+    (request,) = receiver.wait_for(lambda got: len(got) >= 1)
+    time.sleep(2)
+    assert len(receiver.received()) == 1
+    event = verified(request, endpoint["secret"])
+    assert event["type"] == "link.exhausted"
+    assert (event["data"]["code_id"], event["data"]["max_scans"], event["data"]["scans_total"]) == (code["id"], 3, 3)
+    hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
