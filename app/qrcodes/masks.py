@@ -43,16 +43,14 @@ def _balance(dark: int, size: int) -> int:
 
 
 def _runs(lines: np.ndarray) -> np.ndarray:
-    """N1 per mask. Lines are laid end to end with a separator of value 2, so no run crosses two lines."""
-    count, rows, size = lines.shape
-    padded = np.full((count, rows, size + 1), 2, dtype=np.uint8)
-    padded[:, :, :size] = lines
-    flat = padded.ravel()
-    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
-    lengths = np.diff(np.append(starts, flat.size))
-    long = lengths >= 5
-    owner = starts[long] // (rows * (size + 1))
-    return np.bincount(owner, weights=lengths[long] - 2, minlength=count).astype(np.int64)
+    """N1 per mask. A run of length L >= 5 scores L - 2: one for each module that ends five equal modules
+    in a row (L - 4 of them), plus two for each run that reaches five."""
+    equal = lines[:, :, 1:] == lines[:, :, :-1]
+    five = equal[:, :, 3:] & equal[:, :, 2:-1] & equal[:, :, 1:-2] & equal[:, :, :-3]
+    reached = five[:, :, 1:] & ~five[:, :, :-1]
+    modules = five.sum(axis=(1, 2), dtype=np.int64)
+    runs = five[:, :, 0].sum(axis=1, dtype=np.int64) + reached.sum(axis=(1, 2), dtype=np.int64)
+    return modules + 2 * runs
 
 
 def _blocks(candidates: np.ndarray) -> np.ndarray:
@@ -66,11 +64,15 @@ def _finder_like(lines: np.ndarray) -> np.ndarray:
     """N3 per mask. Lines get four light modules of padding on each side: segno's shorter windows at the
     edges (and its idx in (0, size - 7) case) are then ordinary all-light windows."""
     count, rows, size = lines.shape
-    padded = np.zeros((count, rows, size + 2 * _LIGHT_AROUND), dtype=np.int32)
+    padded = np.zeros((count, rows, size + 2 * _LIGHT_AROUND), dtype=np.uint8)
     padded[:, :, _LIGHT_AROUND:-_LIGHT_AROUND] = lines
     width = padded.shape[2]
-    windows = sum(padded[:, :, k : width - 6 + k] << (6 - k) for k in range(7))
-    darks_in_four = sum(padded[:, :, k : width - 3 + k] for k in range(4))
+    windows = padded[:, :, : width - 6] << 6
+    for k in range(1, 7):
+        windows |= padded[:, :, k : width - 6 + k] << (6 - k)
+    darks_in_four = padded[:, :, : width - 3].copy()
+    for k in range(1, 4):
+        darks_in_four |= padded[:, :, k : width - 3 + k]
     mask_of, line_of, start_of = np.nonzero(windows == _N3_PATTERN)
     if not start_of.size:
         return np.zeros(count, dtype=np.int64)
@@ -78,10 +80,12 @@ def _finder_like(lines: np.ndarray) -> np.ndarray:
     light_after = darks_in_four[mask_of, line_of, start_of + 7] == 0
     scores = light_before | light_after
     line_key = mask_of * rows + line_of
-    # Patterns overlap only 4 or 6 modules apart; where none does, every pattern is looked at.
-    near = (line_key[1:] == line_key[:-1]) & (start_of[1:] - start_of[:-1] < 7)
-    if near.any():
-        scores = _as_found(line_key.tolist(), start_of.tolist(), scores.tolist())
+    # Patterns overlap only 4 or 6 modules apart; the lines where two do are replayed as segno scans them.
+    near = np.flatnonzero((line_key[1:] == line_key[:-1]) & (start_of[1:] - start_of[:-1] < 7))
+    if near.size:
+        replayed = np.isin(line_key, line_key[near])
+        scores[replayed] = _as_found(line_key[replayed].tolist(), start_of[replayed].tolist(),
+                                     scores[replayed].tolist())
     return 40 * np.bincount(mask_of[scores], minlength=count).astype(np.int64)
 
 
