@@ -96,7 +96,7 @@ def write_svg(matrix: np.ndarray, scale: int, border: int, dark: str, light: str
     size = matrix.shape[0]
     side = (size + 2 * border) * scale
     modules = size + 2 * border
-    rows, starts, ends = _dark_runs(matrix)
+    rows, starts, ends = dark_runs(matrix)
     # Each run relative to where the previous one ended: x from its end, y from its row (segno's path).
     x1 = (starts + border).tolist()
     x2 = (ends + border).tolist()
@@ -133,7 +133,7 @@ def _paint(attribute: str, colour: str) -> str:
     return f" {attribute}={quoteattr(web)}"
 
 
-def _dark_runs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dark_runs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, first column, column after the last) of each horizontal run of dark modules, in reading order."""
     size = matrix.shape[0]
     padded = np.zeros((size, size + 2), dtype=np.int8)

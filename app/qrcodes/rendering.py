@@ -1,13 +1,11 @@
 """Drawing a symbol. Imported by workers only: the gateway never renders.
 
 The module matrix comes from encoder.py (segno's matrix, bit for bit, faster); a plain code's PNG and SVG
-from raster.py (segno's bytes, faster). Module colours, logos, PDF and EPS go through segno's own writers,
-given the same matrix as a segno.QRCode.
+from raster.py, its PDF and EPS from documents.py (segno's images, faster). Module colours and logos go
+through segno's own writers and decoration.py, given the same matrix as a segno.QRCode.
 """
 
 from __future__ import annotations
-
-import io
 
 import segno
 
@@ -17,6 +15,7 @@ from app.qrcodes.decoration import (
     render_decorated,
     screen_colour,
 )
+from app.qrcodes.documents import write_eps, write_pdf
 from app.qrcodes.encoder import Symbol, encode
 from app.qrcodes.raster import write_png, write_svg
 from app.qrcodes.style import Style
@@ -56,17 +55,7 @@ def render_images(
         "png": write_png(symbol.matrix, style.scale, style.border, style.dark, light),
         "svg": write_svg(symbol.matrix, style.scale, style.border, style.dark, light),
     }
-    qr = symbol.qrcode()
-    opaque = {
-        "scale": style.scale,
-        "border": style.border,
-        "dark": print_colour(style.dark, dark=True),
-        "light": print_colour(style.light),
-    }
-    out = io.BytesIO()
-    qr.save(out, kind="pdf", **opaque)
-    images["pdf"] = out.getvalue()
-    text = io.StringIO()  # segno writes EPS as text
-    qr.save(text, kind="eps", **opaque)
-    images["eps"] = text.getvalue().encode("ascii")
+    print_options = (style.scale, style.border, print_colour(style.dark, dark=True), print_colour(style.light))
+    images["pdf"] = write_pdf(symbol.matrix, *print_options)
+    images["eps"] = write_eps(symbol.matrix, *print_options)
     return images

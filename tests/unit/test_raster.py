@@ -1,5 +1,5 @@
-"""The fast PNG and SVG writers (app/qrcodes/raster.py) against segno's own writers on the same matrix, and
-the images render_images makes from the fast matrix: PDF and EPS are still segno's, everything reads back."""
+"""The fast writers (app/qrcodes/raster.py: PNG, SVG; documents.py: PDF, EPS) against segno's own writers
+on the same matrix, and render_images: segno's images in every format, and PNG and SVG read back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import segno
 from PIL import Image
 
 from app.qrcodes.decoration import print_colour, screen_colour
+from app.qrcodes.documents import write_eps, write_pdf
 from app.qrcodes.encoder import Symbol, encode
 from app.qrcodes.raster import write_png, write_svg
 from app.qrcodes.rendering import render_images
@@ -38,6 +39,9 @@ COLOURS = [
     ("#ff0000", "#00ff00"),
 ]
 SIZES = [(1, 0), (10, 4), (3, 2), (7, 1)]
+# As render_images passes them to PDF and EPS: opaque, light None where not drawn.
+PRINT_COLOURS = [("#000000", "#ffffff"), ("#000000", None), ("#1a237e", None), ("#c62828", "#fffde7"),
+                 ("#ff0000", "#010101"), ("#ffffff", "#000000")]
 
 
 def _symbol(name: str) -> tuple[Symbol, segno.QRCode]:
@@ -77,6 +81,18 @@ def test_png_is_segnos_png(name: str, dark: str, light: str | None) -> None:
         fast = write_png(symbol.matrix, scale, border, dark, light)
         assert _decoded(fast) == _decoded(reference)
         assert _chunks(fast) - {b"IDAT"} == _chunks(reference) - {b"IDAT"}
+
+
+@pytest.mark.parametrize("name", SYMBOLS)
+@pytest.mark.parametrize(("dark", "light"), PRINT_COLOURS)
+def test_pdf_and_eps_are_segnos(name: str, dark: str, light: str | None) -> None:
+    symbol, qr = _symbol(name)
+    for scale, border in SIZES:
+        pdf = write_pdf(symbol.matrix, scale, border, dark, light)
+        assert _undated(pdf) == _undated(_segno(qr, "pdf", scale, border, dark, light))
+        eps = io.StringIO()
+        qr.save(eps, kind="eps", scale=scale, border=border, dark=dark, light=light)
+        assert _undated(write_eps(symbol.matrix, scale, border, dark, light)) == _undated(eps.getvalue().encode())
 
 
 def _chunks(png: bytes) -> set[bytes]:
