@@ -1,5 +1,5 @@
 """PDF and EPS for decorated codes (module colours, a logo), which segno's own PDF and EPS writers cannot
-draw: they know one dark and one light colour. Plain codes still use segno's.
+draw: they know one dark and one light colour. Plain codes get segno's drawing from documents.py.
 
 Both formats get the same drawing: each row of modules as runs of one colour, filled as rectangles, one
 colour at a time (one unit per module, scaled by the style's scale, as segno does). No alpha: PDF and EPS
