@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     batch_chunk_size: int = Field(100, ge=1, le=1000)
     # Render cost (app/qrcodes/render_cost.py), in estimated seconds of a worker's core: one code over
     # max_render_cost is refused (422), so a render never holds a worker process for long or needs more
-    # than about a gigabyte (module colours and logos cost ~2 bytes per pixel per 0.1 s); a batch whose
+    # than about a gigabyte (4 s of module colours is ~70 million pixels, ~1 GB); a batch whose
     # codes add up to more than max_batch_render_cost is refused, so one request cannot queue hours.
     max_render_cost: float = Field(4.0, gt=0)
     max_batch_render_cost: float = Field(1800.0, gt=0)

@@ -4,8 +4,10 @@ The cost is in seconds of one reference core (measured with bench/render_cost.py
 figures this model predicts beside the ones it measures). What drives it is the PNG's pixels: the symbol's
 modules (from its content and error level) and its quiet zone, times the scale, squared. Plain codes are
 written by segno row by row; module colours and a logo are composited in Pillow's RGBA pixels and read
-back by a decoder (readback.py), about 8 and 16 times the work per pixel, and as many bytes of memory
-per pixel as they cost seconds per ten million pixels. The vector formats cost per module, not per pixel.
+back by a decoder (readback.py), about 9 and 18 times the work per pixel, and ~15 and ~18 bytes of memory
+per pixel (a few RGBA copies). The vector formats cost per module, not per pixel. Measured between this
+machine's quiet runs (bench/render_cost.py) and issue #13's figures on a busy one (0.85 s, 8 s and 15 s
+for 109 million pixels).
 
 One code over QRFLOW_MAX_RENDER_COST, or a batch whose codes add up to more than
 QRFLOW_MAX_BATCH_RENDER_COST, is refused (422): a worker's process then never holds more than a few
@@ -41,9 +43,9 @@ _MICRO_M4_MODULES = 17
 # formats), and per PNG pixel for a plain code, one with module colours, one with a logo (plus drawing
 # the logo itself, at most 1024 px in its sandbox).
 _PER_CODE = 0.005
-_PER_MODULE = 1.5e-6
-_PER_PIXEL = {"plain": 10e-9, "colours": 80e-9, "logo": 160e-9}
-_PER_LOGO = 0.3
+_PER_MODULE = 7e-6
+_PER_PIXEL = {"plain": 6e-9, "colours": 55e-9, "logo": 110e-9}
+_PER_LOGO = 0.1
 
 
 def modules(content: str, error: str, micro: bool) -> int:

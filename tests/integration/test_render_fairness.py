@@ -149,3 +149,30 @@ def test_a_batch_row_over_the_limit_is_a_row_error_and_a_costly_batch_is_refused
     response = post_items(gateway, alice, many)
     assert response.status_code == 422, response.text
     assert "at most 1,800 s per batch" in response.json()["message"]
+
+
+# --- memory per render -----------------------------------------------------------------------------------
+
+
+def test_each_render_process_has_its_address_space_bounded(backend, redis_url, tmp_path):
+    import psutil
+
+    _, env = isolated_broker(backend, redis_url, db=10)
+    env["QRFLOW_WORKER_MAX_MEMORY_MB"] = "1536"
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", *worker_arguments("qr")], env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while "pool_process_memory_limited" not in (tmp_path / "worker.log").read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.2)
+        pool = psutil.Process(worker.pid).children()
+        assert pool
+        for process in pool:
+            assert process.rlimit(psutil.RLIMIT_AS) == (1536 * 2**20, 1536 * 2**20)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        log.close()
