@@ -96,14 +96,17 @@ class _Child:
         return self._read(_LENGTH.unpack(header)[0], deadline, limits)
 
     def _read(self, size: int, deadline: float, limits: Limits) -> bytes:
-        out = self.process.stdout
+        fd = self.process.stdout.fileno()
+        # poll, not select: a gateway with many connections has descriptors past select's 1024.
+        waiting = select.poll()
+        waiting.register(fd, select.POLLIN)
         chunks, missing = [], size
         while missing:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([out], [], [], left)[0]:
+            if left <= 0 or not waiting.poll(left * 1000):
                 self.kill()
                 raise SandboxFailed(f"drawing the SVG took longer than {limits.wall_seconds:g} s")
-            chunk = os.read(out.fileno(), min(missing, 1 << 20))
+            chunk = os.read(fd, min(missing, 1 << 20))
             if not chunk:
                 raise SandboxFailed(self._death(limits))
             chunks.append(chunk)
@@ -180,7 +183,7 @@ close = _POOL.close
 def _serve(memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.nice(10)  # below the gateway and level with workers (QRFLOW_WORKER_NICE): redirects go first
+    os.nice(max(0, 10 - os.nice(0)))  # at least 10, as workers are by default: the gateway's redirects go first
     import resvg_py  # after the limit: what it maps counts too
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

@@ -95,11 +95,12 @@ def poller(base: str, slug: str) -> Iterator[list[float]]:
 
 
 ATTACKS = {
-    "a 4096×4096 embedded image drawn 61 times": (logo_attacks.embedded_image_used(), "pixels of embedded images"),
-    "four nested levels of ten <use>": (logo_attacks.nested_uses(), "elements once its <use>"),
-    "feTurbulence numOctaves=1000000": (logo_attacks.turbulence(1_000_000), "numOctaves 1,000,000"),
-    "feTurbulence numOctaves=100": (logo_attacks.turbulence(100, "0.9"), "numOctaves 100"),
-    "a filter a transform makes costly": (logo_attacks.scaled_morphology(), "of CPU time"),
+    "a 4096×4096 embedded image drawn 60 times": (logo_attacks.embedded_image_used(), ["pixels of embedded images"]),
+    "four nested levels of ten <use>": (logo_attacks.nested_uses(), ["elements once its <use>"]),
+    "feTurbulence numOctaves=1000000": (logo_attacks.turbulence(1_000_000), ["numOctaves 1,000,000"]),
+    "feTurbulence numOctaves=100": (logo_attacks.turbulence(100, "0.9"), ["numOctaves 100"]),
+    # Caught by the drawing's limits; on a busy host the niced child may reach the wall clock's first.
+    "a filter a transform makes costly": (logo_attacks.scaled_morphology(), ["of CPU time", "took longer than"]),
 }
 
 
@@ -112,7 +113,7 @@ def test_costly_logos_are_422_naming_why_and_the_gateway_keeps_answering(gateway
             )
             assert response.status_code == 422, (name, response.text)
             body = response.json()
-            assert why in body["message"], (name, body)
+            assert any(reason in body["message"] for reason in why), (name, body)
             assert body["errors"][0]["field"] == "body"
     assert len(answers) > 20, "the poller hardly ran"
     assert max(answers) < MAX_STALL, f"the gateway stalled {max(answers):.2f} s"
