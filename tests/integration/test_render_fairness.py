@@ -34,12 +34,11 @@ SINGLE_CODE_READY_WITHIN = 2.0
 @contextmanager
 def render_workers(env: dict[str, str], log_path) -> Iterator[None]:
     log = log_path.open("wb")
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "app.cli", "worker", *worker_arguments(queue)], env=env,
-                         stdout=log, stderr=log)
-        for queue in ("qr", "qr_batch")
-    ]
+    workers: list[subprocess.Popen[bytes]] = []
     try:
+        for queue in ("qr", "qr_batch"):  # one at a time: a failure to start the second stops the first
+            command = [sys.executable, "-m", "app.cli", "worker", *worker_arguments(queue)]
+            workers.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
         yield
     finally:
         for worker in workers:
