@@ -14,11 +14,16 @@ result_backend = _settings.redis_url
 
 # Queues by kind of work, so a flood of one cannot starve another, and each can get the pool it needs:
 # qr is CPU-bound (prefork, one process per core), scans is I/O on batches, analytics is beat's.
-task_queues = (Queue("default"), Queue("qr"), Queue("scans"), Queue("analytics"), Queue("webhooks"))
+# A batch's chunks have a queue of their own (qr_batch), consumed by its own worker: a single code (qr)
+# never waits behind another workspace's 5,000-row batch, whose chunks would otherwise fill the FIFO and
+# the pool's prefetch ahead of it (tests/integration/test_render_fairness.py).
+task_queues = (
+    Queue("default"), Queue("qr"), Queue("qr_batch"), Queue("scans"), Queue("analytics"), Queue("webhooks")
+)
 task_default_queue = "default"
 task_routes = {
     "qrcodes.render": {"queue": "qr"},
-    "qrcodes.render_batch": {"queue": "qr"},  # a batch's chunks (app/qrcodes/batches/jobs.py)
+    "qrcodes.render_batch": {"queue": "qr_batch"},  # a batch's chunks (app/qrcodes/batches/jobs.py)
     "scans.*": {"queue": "scans"},
     "analytics.*": {"queue": "analytics"},
     # Webhook deliveries wait on other people's servers: a queue of their own, on a threads pool.

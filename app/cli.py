@@ -22,7 +22,7 @@ cli.add_typer(apikey_cli, name="apikey")
 cli.add_typer(batch_cli, name="batch")  # qrflow batch create FILE.csv (app/batch_cli.py)
 console = Console(stderr=True, soft_wrap=True)
 
-QUEUES = ("qr", "scans", "analytics", "default", "webhooks")
+QUEUES = ("qr", "qr_batch", "scans", "analytics", "default", "webhooks")
 
 
 @cli.command()
@@ -103,7 +103,7 @@ def _celery(argv: list[str]) -> None:
 def worker(
     queues: Annotated[
         str,
-        typer.Option("--queues", "-Q", help="Comma-separated: qr,scans,analytics,default,webhooks"),
+        typer.Option("--queues", "-Q", help="Comma-separated: qr,qr_batch,scans,analytics,default,webhooks"),
     ] = ",".join(QUEUES),
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Pool processes; 0: one per core")] = 0,
     pool: Annotated[str, typer.Option(help="prefork for CPU work; threads for I/O-bound queues")] = "prefork",

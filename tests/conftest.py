@@ -167,7 +167,7 @@ def worker(backend: Backend) -> Iterator[object]:
         celery_app,
         pool="solo",
         concurrency=1,
-        queues=["qr", "scans", "default"],
+        queues=["qr", "qr_batch", "scans", "default"],
         perform_ping_check=False,
         loglevel="WARNING",
         shutdown_timeout=30,

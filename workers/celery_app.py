@@ -15,4 +15,5 @@ celery_app = Celery(
 celery_app.config_from_object("celeryconfig")
 celery_app.conf.beat_schedule = beat_schedule(get_settings())
 
+import workers.memory_limit  # noqa: E402,F401 - bounds each pool process's memory
 import workers.signals  # noqa: E402,F401 - connects logging, context and per-process set-up

@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 from xml.etree.ElementTree import TreeBuilder
 
-import resvg_py
 from defusedxml import ElementTree as SafeET
 from PIL import Image
+
+from app.qrcodes import logo_budget, logo_sandbox
 
 MEDIA_TYPES = {"image/png": "png", "image/svg+xml": "svg"}
 MAX_LOGO_BYTES = 512 * 1024
@@ -26,8 +27,10 @@ MAX_LOGO_BYTES = 512 * 1024
 MAX_SIDE = 4096
 MAX_PIXELS = 16 * 1024 * 1024
 MAX_SVG_ELEMENTS = 10_000
-# The size resvg renders at to check an SVG: enough to see that it draws something.
-_CHECK_SIDE = 128
+# The largest side a worker rasterises an SVG logo at; a larger logo box gets it scaled up (at scale 50
+# a box can be 4,000 px wide, where resvg's cost would be 16 times this one's). The upload check draws it
+# at this size, so a logo that passes it is known to draw within the worker's limits.
+MAX_DRAW_SIDE = 1024
 
 _SVG = "{http://www.w3.org/2000/svg}"
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -97,11 +100,17 @@ def _inspect_svg(data: bytes) -> LogoImage:
         raise LogoRefused("the document's root element is not an SVG <svg> element")
     _check_svg_tree(root)
     width, height = svg_size(root)
-    # resvg must draw it: an SVG it cannot render would fail in the worker instead.
     try:
-        png = _render_svg(text, width, height, _CHECK_SIDE)
+        logo_budget.check(root, width, height, MAX_DRAW_SIDE)
+    except logo_budget.OverBudget as exc:
+        raise LogoRefused(str(exc)) from None
+    # resvg must draw it, within the limits a worker draws it with: else it would fail there instead.
+    try:
+        png = _render_svg(text, width, height, MAX_DRAW_SIDE, logo_sandbox.CHECK_LIMITS)
         with Image.open(io.BytesIO(png)) as rendered:
             alpha = rendered.convert("RGBA").getchannel("A").getextrema()
+    except logo_sandbox.SandboxFailed as exc:
+        raise LogoRefused(str(exc)) from None
     except Exception as exc:
         raise LogoRefused(f"the SVG cannot be rendered ({exc})") from None
     if alpha[1] == 0:
@@ -198,7 +207,7 @@ _ROOT_TAG = re.compile(r"<svg\b[^>]*>")
 _SIZE_ATTRIBUTE = re.compile(r"""(\s(?:width|height)\s*=\s*)(["'])[^"']*\2""")
 
 
-def _render_svg(text: str, width: float, height: float, side: int) -> bytes:
+def _render_svg(text: str, width: float, height: float, side: int, limits: logo_sandbox.Limits) -> bytes:
     # resvg-py refuses absolute units in the root's width and height (mm, in, pt: "invalid size"), which
     # design tools write: they are given to it in pixels, as measured here.
     def in_pixels(tag: re.Match[str]) -> str:
@@ -206,8 +215,8 @@ def _render_svg(text: str, width: float, height: float, side: int) -> bytes:
 
     text = _ROOT_TAG.sub(in_pixels, text, count=1)
     target_w, target_h = _fit(width, height, side)
-    # bytes(): some resvg-py releases return a list of ints.
-    return bytes(resvg_py.svg_to_bytes(svg_string=text, width=target_w, height=target_h))
+    # Never in this process: see logo_sandbox.py.
+    return logo_sandbox.render_svg(text, target_w, target_h, limits)
 
 
 def _px(attribute: str, width: float, height: float) -> str:
@@ -225,6 +234,6 @@ def rasterise(media_type: str, data: bytes, side: int) -> Image.Image:
         return rgba
     text = data.decode("utf-8-sig")
     root = SafeET.fromstring(text, forbid_dtd=True)
-    png = _render_svg(text, *svg_size(root), side)
+    png = _render_svg(text, *svg_size(root), min(side, MAX_DRAW_SIDE), logo_sandbox.DRAW_LIMITS)
     with Image.open(io.BytesIO(png)) as image:
         return image.convert("RGBA")

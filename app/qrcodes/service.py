@@ -20,7 +20,7 @@ from app.db import utcnow
 from app.errors import Invalid, NotFound, NotReady, PayloadTooLong, SlugTaken
 from app.links import service as links
 from app.messaging import EventPublisher
-from app.qrcodes import logos, symbol
+from app.qrcodes import logos, render_cost, symbol
 from app.qrcodes.events import RenderRequested
 from app.qrcodes.models import QRCode, Status
 from app.qrcodes.repository import Cursor, QRCodeRepository
@@ -47,10 +47,14 @@ async def create_code(
     workspace_id: uuid.UUID,
     request: CreateCode,
     public_base_url: str,
+    max_render_cost: float = float("inf"),
 ) -> QRCode:
     if request.style.logo is not None:
         await logos.check_logo(session, workspace_id, request.style.logo)
     code = new_code(workspace_id, request, public_base_url)
+    too_costly = render_cost.too_costly(render_cost.estimate(code.content, code.style), max_render_cost)
+    if too_costly:
+        raise Invalid(too_costly, field="style.scale")
     QRCodeRepository(session).add(code)
     try:
         await session.flush()  # the code's id, for its event

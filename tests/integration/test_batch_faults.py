@@ -85,7 +85,7 @@ def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
     celery, env = isolated_broker(backend, redis_url, db=8)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "-Q", "qr", "-c", "2"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "app.cli", "worker", "-Q", "qr_batch", "-c", "2"], env=env, stdout=log, stderr=log
     )
     try:
         # Large codes draw slowly, so both pool processes are busy mid-chunk when they are killed.

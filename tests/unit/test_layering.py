@@ -37,3 +37,15 @@ def test_every_column_has_its_type_whatever_else_a_process_imported():
         )
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "[]", module
+
+
+def test_the_gateway_never_loads_the_svg_renderer():
+    """resvg holds the GIL while it draws: in the gateway it would stall every request (issue #13)."""
+    probe = (
+        "import sys\n"
+        "from app.gateway.main import create_app\n"
+        "create_app()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'resvg_py'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -119,6 +119,8 @@ async def create_batch(
         partial=partial,
         public_base_url=settings.public_base_url,
         chunk_size=settings.batch_chunk_size,
+        max_render_cost=settings.max_render_cost,
+        max_batch_render_cost=settings.max_batch_render_cost,
     )
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch

@@ -68,7 +68,8 @@ async def create_code(
     response: Response,
 ) -> CodeOut:
     code = await service.create_code(
-        session, publisher, link_cache, principal.workspace_id, request, settings.public_base_url
+        session, publisher, link_cache, principal.workspace_id, request, settings.public_base_url,
+        max_render_cost=settings.max_render_cost,
     )
     response.headers["Location"] = f"/v1/qrcodes/{code.id}"
     return code_out(code, settings.public_base_url)

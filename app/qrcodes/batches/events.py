@@ -13,7 +13,7 @@ MAX_CHUNK = 1000
 
 class BatchChunkRequested(Event):
     """v1: these codes of a batch should be rendered, each as `qrcodes.render` would. Handled by the task
-    `qrcodes.render_batch` on queue `qr`. A few messages per batch instead of one per code: one Celery
+    `qrcodes.render_batch` on queue `qr_batch`. A few messages per batch instead of one per code: one Celery
     message costs the worker's main process about as much as drawing a small code."""
 
     task_name: ClassVar[str] = "qrcodes.render_batch"

@@ -22,9 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import new_id
-from app.errors import NotFound, NotReady
+from app.errors import Invalid, NotFound, NotReady
 from app.links import service as links
 from app.messaging import EventPublisher
+from app.qrcodes import render_cost
 from app.qrcodes.batches import archive, intake
 from app.qrcodes.batches.events import BatchChunkRequested
 from app.qrcodes.batches.intake import Intake, RowError
@@ -53,11 +54,14 @@ async def create_batch(
     partial: bool,
     public_base_url: str,
     chunk_size: int,
+    max_render_cost: float = float("inf"),
+    max_batch_render_cost: float = float("inf"),
 ) -> BatchOut:
     # The API key's look-up left a transaction open. End it: on SQLite the gateway has one connection,
     # which no request should hold while this one's rows are validated.
     await session.commit()
     read = await to_thread.run_sync(intake.read, body, media_type, formats, workspace_id, public_base_url)
+    await to_thread.run_sync(_refuse_costly, read, max_render_cost, max_batch_render_cost)
     repository = BatchRepository(session)
     batch_id = new_id()
     for attempt in range(_INSERT_ATTEMPTS):
@@ -118,6 +122,27 @@ async def _refuse_unavailable(repository: BatchRepository, read: Intake, workspa
     if errors:
         read.errors = sorted(read.errors + errors, key=lambda e: e.row or 0)
         accepted.drop({e.row for e in errors if e.row is not None})
+
+
+def _refuse_costly(read: Intake, max_render_cost: float, max_batch_render_cost: float) -> None:
+    """Rows over the render cost limit become errors; a batch over its own limit is refused whole."""
+    accepted, errors, total = read.accepted, [], 0.0
+    for row, code in zip(accepted.rows, accepted.codes, strict=True):
+        cost = render_cost.estimate(code.content, code.style)
+        too_costly = render_cost.too_costly(cost, max_render_cost)
+        if too_costly:
+            errors.append(RowError(row, "style.scale", "render_cost", too_costly))
+        else:
+            total += cost
+    if errors:
+        read.errors = sorted(read.errors + errors, key=lambda e: e.row or 0)
+        accepted.drop({e.row for e in errors if e.row is not None})
+    if total > max_batch_render_cost:
+        raise Invalid(
+            f"rendering this batch would take about {total:,.0f} s of a worker's CPU; at most "
+            f"{max_batch_render_cost:,.0f} s per batch (split it, or use a smaller scale)",
+            field="items",
+        )
 
 
 def _redraw_generated_slugs(read: Intake, public_base_url: str) -> None:
