@@ -74,6 +74,7 @@ def api() -> None:
     """Run the HTTP gateway."""
     import uvicorn
 
+    from app.gateway.server import BoundedHeadProtocol
     from app.logging import configure_logging
 
     settings = get_settings()
@@ -89,6 +90,8 @@ def api() -> None:
         # X-Forwarded-For is believed only from QRFLOW_TRUSTED_PROXIES, by the app itself (gateway/main.py).
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        # httptools, with a bound on the size of a request's headers and the time to send them.
+        http=BoundedHeadProtocol,
     )
 
 

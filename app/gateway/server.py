@@ -1,0 +1,85 @@
+"""The HTTP server's own limits on a request's head (request line and headers), before the app sees it.
+
+uvicorn's httptools protocol (the fast parser, kept for the redirect's sake) bounds neither the size of
+a request's head nor the time a client takes to send it: 20 connections each sending 8 MB of header
+lines held 150 MB, and sockets trickling a header line a second stayed open for good (uvicorn's
+timeout_keep_alive only covers the idle time between requests, and is cancelled by the first byte;
+its issue #157 lists a request-start timeout as not done). This protocol adds both:
+
+- a head over MAX_HEAD_BYTES is answered 431 and the connection closed, holding at most that much
+  (plus one read) per connection;
+- a head not complete HEAD_TIMEOUT_SECONDS after the connection opened, or after the request's first
+  byte arrived, is answered 408 and the connection closed. The body and the response are not timed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_TIMEOUT_SECONDS = 10.0
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_bytes = 0
+        self._reading_head = True
+        self._head_deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Still without its blank line after this much: refused. (A read that completes the head counts
+        # for nothing, however much body it also carries.)
+        if self._reading_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            message = f"the request's headers are over {MAX_HEAD_BYTES} bytes"
+            self._refuse(431, "Request Header Fields Too Large", message)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._arm_head_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._cancel_head_deadline()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True  # the next request's head, if the client sends one on this connection
+        self._head_bytes = 0
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self._reading_head and not self.transport.is_closing():
+            self._refuse(408, "Request Timeout", f"the request's headers took over {HEAD_TIMEOUT_SECONDS:g} s")
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        self._cancel_head_deadline()
+        body = message.encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
