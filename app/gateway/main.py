@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
+        # Starlette's slash redirect builds its Location from the client's Host header (a 307 to any host
+        # the client names): /v1/qrcodes/ is a 404 instead.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     install_docs(app)
