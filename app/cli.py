@@ -165,7 +165,10 @@ def flower() -> None:
 @apikey_cli.command("create")
 def apikey_create(
     workspace: Annotated[str, typer.Option(help="Workspace name; created if it does not exist")],
-    scope: Annotated[Scope, typer.Option(help="read, write (includes read) or admin (includes both)")] = Scope.WRITE,
+    scope: Annotated[
+        Scope,
+        typer.Option(help="read, write (includes read), admin (includes both), operator (admin and platform-wide)"),
+    ] = Scope.WRITE,
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by")] = None,
 ) -> None:
     """Issue an API key. It is printed once, on the last line of stdout; only its hash is stored."""
