@@ -156,10 +156,25 @@ def flower() -> None:
     settings = get_settings()
     password = flower_password(settings)
     configure_logging(settings, service="flower")
+    _without_server_header()
     _celery(
         ["flower", "--logging=none", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
          f"--basic-auth={settings.flower_user}:{password}", "--purge_offline_workers=60"]
     )
+
+
+def _without_server_header() -> None:
+    """Tornado names itself and its version in a Server header on every Flower response (RequestHandler.clear
+    sets it; no option turns it off): removed, as the gateway sends none (server_header=False)."""
+    from tornado.web import RequestHandler
+
+    reset = RequestHandler.clear
+
+    def clear(handler: RequestHandler) -> None:
+        reset(handler)
+        handler.clear_header("Server")
+
+    RequestHandler.clear = clear  # type: ignore[method-assign]
 
 
 @apikey_cli.command("create")
