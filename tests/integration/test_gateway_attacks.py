@@ -112,15 +112,15 @@ def test_an_unauthenticated_idempotent_request_is_refused_before_its_body_is_rea
     assert records_with(backend, key) == []
 
 
-def test_an_authenticated_idempotent_batch_still_replays(api, backend):
+def test_an_idempotent_batch_replays_and_its_content_type_counts(api, backend):
     caller = api.caller(f"idem-{uuid.uuid4().hex[:8]}")
     headers = {**caller.headers, "Idempotency-Key": str(uuid.uuid4())}
-    body = {"items": [{"kind": "text", "data": {"text": "once"}}]}
+    body = b"kind,text\r\ntext,once\r\n"
     with api.client() as client:
-        first = client.post("/v1/batches", json=body, headers=headers)
-        again = client.post("/v1/batches", json=body, headers=headers)
-        # The same bytes sent as another media type are another request.
-        other_type = client.post("/v1/batches", json=body, headers={**headers, "Content-Type": "text/csv"})
+        first = client.post("/v1/batches", content=body, headers={**headers, "Content-Type": "text/csv"})
+        again = client.post("/v1/batches", content=body, headers={**headers, "Content-Type": "text/csv"})
+        # The same bytes sent as another media type are another request (the fingerprint has Content-Type).
+        other_type = client.post("/v1/batches", content=body, headers={**headers, "Content-Type": "text/plain"})
     assert first.status_code == 202, first.text
     assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
