@@ -9,7 +9,9 @@ its issue #157 lists a request-start timeout as not done). This protocol adds bo
 - a head over MAX_HEAD_BYTES is answered 431 and the connection closed, holding at most that much
   (plus one read) per connection;
 - a head not complete HEAD_TIMEOUT_SECONDS after the connection opened, or after the request's first
-  byte arrived, is answered 408 and the connection closed. The body and the response are not timed here.
+  byte arrived, is answered 408 and the connection closed (within 2 s more: a check per connection every
+  2 s). The body and the response are not timed here; idle time between requests is uvicorn's
+  timeout_keep_alive.
 """
 
 from __future__ import annotations
