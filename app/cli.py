@@ -74,6 +74,7 @@ def api() -> None:
     """Run the HTTP gateway."""
     import uvicorn
 
+    from app.gateway.server import BoundedHeadProtocol
     from app.logging import configure_logging
 
     settings = get_settings()
@@ -89,6 +90,8 @@ def api() -> None:
         # X-Forwarded-For is believed only from QRFLOW_TRUSTED_PROXIES, by the app itself (gateway/main.py).
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        # httptools, with a bound on the size of a request's headers and the time to send them.
+        http=BoundedHeadProtocol,
     )
 
 
@@ -153,16 +156,34 @@ def flower() -> None:
     settings = get_settings()
     password = flower_password(settings)
     configure_logging(settings, service="flower")
+    _without_server_header()
     _celery(
         ["flower", "--logging=none", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
          f"--basic-auth={settings.flower_user}:{password}", "--purge_offline_workers=60"]
     )
 
 
+def _without_server_header() -> None:
+    """Tornado names itself and its version in a Server header on every Flower response (RequestHandler.clear
+    sets it; no option turns it off): removed, as the gateway sends none (server_header=False)."""
+    from tornado.web import RequestHandler
+
+    reset = RequestHandler.clear
+
+    def clear(handler: RequestHandler) -> None:
+        reset(handler)
+        handler.clear_header("Server")
+
+    RequestHandler.clear = clear  # type: ignore[method-assign]
+
+
 @apikey_cli.command("create")
 def apikey_create(
     workspace: Annotated[str, typer.Option(help="Workspace name; created if it does not exist")],
-    scope: Annotated[Scope, typer.Option(help="read, write (includes read) or admin (includes both)")] = Scope.WRITE,
+    scope: Annotated[
+        Scope,
+        typer.Option(help="read, write (includes read), admin (includes both), operator (admin and platform-wide)"),
+    ] = Scope.WRITE,
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by")] = None,
 ) -> None:
     """Issue an API key. It is printed once, on the last line of stdout; only its hash is stored."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+import structlog
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -84,9 +86,27 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def make_private(settings: Settings) -> None:
+    """The data directory 0700 and an SQLite database 0600, created so or tightened: they hold every
+    workspace's codes, key hashes, scans (IP addresses) and Flower's password, for qrflow's user alone."""
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.data_dir.chmod(0o700)
+        database = make_url(settings.database_url).database if settings.is_sqlite else None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.touch(mode=0o600)  # before SQLite creates it 0644; its -wal and -shm files copy this mode
+            for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+                if file.exists():
+                    file.chmod(0o600)
+    except OSError as exc:  # a directory qrflow does not own (a mounted volume): its owner decides
+        structlog.get_logger(__name__).warning("data_dir_not_made_private", error=repr(exc))
+
+
 def create_sync_engine(settings: Settings) -> Engine:
+    make_private(settings)
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.sync_database_url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -96,8 +116,8 @@ def create_sync_engine(settings: Settings) -> Engine:
 
 
 def create_gateway_engine(settings: Settings) -> AsyncEngine:
+    make_private(settings)
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         # SQLite has one writer at a time. Many gateway connections would contend in SQLite's busy
         # handler, which polls with sleeps instead of queueing: under load a writer starved past the
         # busy timeout and the request failed ("database is locked"). One connection makes requests

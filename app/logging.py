@@ -8,7 +8,9 @@ or a task carries them.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
 from opentelemetry import trace
@@ -38,14 +40,49 @@ _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
 ]
 
 
+# Field names whose values are secrets whatever they hold.
+_SECRET_KEY = re.compile(r"authorization|password|passwd|secret|token|api_?key|cookie|session", re.IGNORECASE)
+# Secrets inside any text (messages, exception text, tracebacks): credentials in a URL
+# (postgresql://user:PASSWORD@host, redis://:PASSWORD@host), a bearer credential, a qrflow API key's secret.
+_URL_CREDENTIALS = re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE)
+_BEARER = re.compile(r"(?P<keep>\bBearer\s+)[^\s'\",;]+", re.IGNORECASE)
+_API_KEY = re.compile(r"(?P<keep>\bqrf_[A-Za-z0-9]+_)[A-Za-z0-9_-]+")
+REDACTED = "[redacted]"
+
+
+def redact_text(text: str) -> str:
+    for pattern in (_URL_CREDENTIALS, _BEARER, _API_KEY):
+        text = pattern.sub(lambda m: m.group("keep") + REDACTED, text)
+    return text
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if _SECRET_KEY.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redacted(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(key, v) for v in value]
+    return value
+
+
+def redact_secrets(_logger: object, _name: str, event_dict: dict) -> dict:
+    """No line carries a key, a password or a session: fields named like secrets are replaced, and
+    credentials are cut out of every text, the formatted exception included (so runs after it)."""
+    return {key: _redacted(key, value) for key, value in event_dict.items()}
+
+
 def configure_logging(settings: Settings, *, service: str) -> None:
     renderer: structlog.typing.Processor
     if settings.log_renderer == "json":
         renderer = structlog.processors.JSONRenderer()
-        exception_processors = [structlog.processors.format_exc_info]
     else:
+        # The exception arrives formatted as plain text (format_exc_info below, then redacted): the
+        # renderer's own rich tracebacks would show every frame's local variables, keys and URLs included.
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        exception_processors = []
+    final_processors = [structlog.processors.format_exc_info, redact_secrets]
 
     structlog.configure(
         # Level first: a filtered-out debug line should cost a comparison, not a trip through the chain.
@@ -63,7 +100,7 @@ def configure_logging(settings: Settings, *, service: str) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _add_service(service),
-            *exception_processors,
+            *final_processors,
             renderer,
         ],
     )

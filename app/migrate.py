@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.db import make_private
 from app.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,6 +21,5 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings)
     command.upgrade(alembic_config(settings), revision)

@@ -41,6 +41,7 @@ from app.analytics.window import DAY, HOUR, DaySpan, Window, day_spans, floor_da
 from app.errors import Invalid
 from app.qrcodes.service import get_code
 from app.scans.schemas import ScanOut
+from app.spreadsheet import safe_cell
 
 BREAKDOWN_LIMIT = 25
 SCANS_CSV_PAGE = 1000
@@ -262,17 +263,9 @@ async def workspace_analytics(
 # --- CSV exports ------------------------------------------------------------------------------------------
 
 
-def _cell(value: object) -> object:
-    """A spreadsheet runs a cell that starts with = + - @ (or a tab or CR) as a formula, and user agents and
-    referrers are whatever a client sent: such cells get a leading apostrophe (OWASP's CSV injection advice)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def _csv_line(values: Iterable[object]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([_cell(v) for v in values])
+    csv.writer(buffer, lineterminator="\r\n").writerow([safe_cell(v) for v in values])
     return buffer.getvalue()
 
 

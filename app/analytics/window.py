@@ -26,6 +26,9 @@ DAY = timedelta(days=1)
 DEFAULT_RANGE = timedelta(days=30)
 # Points per series: ~5 years of days or ~83 days of hours. A bound on the work one request can ask for.
 MAX_POINTS = 2000
+# A window must keep a day clear of the ends of datetime's range: the queries step past it by whole UTC days.
+_FIRST = datetime(1, 1, 2, tzinfo=UTC)
+_LAST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def resolve(
         raise Invalid("from and to must be between years 1 and 9999 once widened to whole days", field="from") from None
     if len(points) > MAX_POINTS:
         raise _too_many(interval)
+    if points[0].start < _FIRST or points[-1].end > _LAST:
+        raise Invalid(f"from and to must be between {_FIRST.date()} and {_LAST.date()} (UTC)", field="from")
     return Window(points[0].start, points[-1].end, interval, tz.key, tuple(points))
 
 

@@ -1,13 +1,15 @@
 """`Idempotency-Key` on POST /v1/*: a retried request gets the first one's response and changes nothing.
 
 Pure ASGI middleware, so routers need nothing. For a POST under /v1 that carries the header and a qrflow
-API key, it reads the body, then claims (API key, Idempotency-Key) by INSERTing an in-flight record; the
-unique constraint on that pair decides every race, on SQLite as on PostgreSQL. Then:
+API key, it first authenticates the key (a key that is not valid gets its 401 here, before a byte of the
+body is read, and nothing is written), then reads the body, then claims (API key, Idempotency-Key) by
+INSERTing an in-flight record; the unique constraint on that pair decides every race, on SQLite as on
+PostgreSQL. Then:
 
 - it won the claim: the request runs; a final 2xx or 4xx response (status, body, Location and the other
   headers in _STORED_HEADERS) is stored on the record; a 5xx, a crash or a 401 (no authenticated key to
   scope it to) deletes the record, so a retry runs the request again;
-- the key is taken by the same request (method, path, query and body) with a stored response: that
+- the key is taken by the same request (method, path, query, Content-Type and body) with a stored response: that
   response is replayed, marked `Idempotent-Replayed: true`;
 - the same request is still in flight: 409 `idempotency_key_in_use` with Retry-After;
 - the key was used for a different request: 422 `idempotency_key_reused`.
@@ -54,6 +56,9 @@ _STORED_HEADERS = frozenset(
 _NOT_STORED = frozenset({401, 408, 429})
 # POST responses here are small JSON documents; a larger one is not kept (a retry runs again).
 _MAX_STORED_BODY = 1024 * 1024
+# JSON bodies up to this size are compared as JSON (see _fingerprint); larger ones by their bytes.
+_MAX_CANONICAL_BODY = 1024 * 1024
+_CHALLENGE = [(b"www-authenticate", b"Bearer")]
 # No request takes this long; an in-flight record this old belongs to a process that died.
 _ABANDONED_AFTER = timedelta(minutes=2)
 _PURGE_INTERVAL_SECONDS = 60.0
@@ -68,7 +73,7 @@ class IdempotencyRecord(Base):
     # The API key that sent it: ratelimit.api_key_identity (prefix and digest), never the key itself.
     owner: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))
-    # SHA-256 of method, path, query and body: a reused key with another request is refused.
+    # SHA-256 of method, path, query, Content-Type and body: a reused key with another request is refused.
     fingerprint: Mapped[str] = mapped_column(String(64))
     # NULL while the first request is in flight.
     status_code: Mapped[int | None] = mapped_column(Integer)
@@ -108,11 +113,16 @@ class IdempotencyMiddleware:
             await send_error(send, 422, "validation_error", f"Idempotency-Key: {message}", errors=errors)
             return
 
+        sessions: async_sessionmaker = scope["app"].state.sessions
+        if not await _authenticated(sessions, scope):
+            # Answered here, as get_principal would: nothing of the body is read, nothing is stored.
+            await send_error(send, 401, "unauthorized", "invalid or revoked API key", _CHALLENGE)
+            return
+
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its body
             return
-        fingerprint = _fingerprint(scope, body)
-        sessions: async_sessionmaker = scope["app"].state.sessions
+        fingerprint = await _fingerprint(scope, body)
 
         sent_body = False
 
@@ -125,10 +135,7 @@ class IdempotencyMiddleware:
 
         claimed, existing = await self._claim(sessions, owner, key, fingerprint)
         if not claimed:
-            if await _authenticated(sessions, scope):
-                await self._answer_taken(send, existing, fingerprint)
-            else:  # a key revoked since: the app answers 401, as it would to any request of it
-                await self.app(scope, replay_body, send)
+            await self._answer_taken(send, existing, fingerprint)
             return
 
         captured = _Captured()
@@ -286,18 +293,26 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _fingerprint(scope: Scope, body: bytes) -> str:
-    """The same request gives the same fingerprint: JSON bodies are compared as JSON, not as bytes,
-    so a client that re-serialises its retry (other key order, other spacing) is not refused."""
-    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+async def _fingerprint(scope: Scope, body: bytes) -> str:
+    """The same request gives the same fingerprint. A JSON body up to _MAX_CANONICAL_BODY is compared as
+    JSON, not as bytes, so a client that re-serialises its retry (other key order, other spacing) is not
+    refused. A larger one (a batch) is compared by its bytes: parsing megabytes holds the GIL whatever
+    thread does it, while hashing releases it; such bodies come from files and programs that send the same
+    bytes again. Both run in a worker thread, off the event loop."""
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"").strip().lower()
+    return await anyio.to_thread.run_sync(_digest, scope["method"], scope["path"], scope.get("query_string", b""),
+                                          content_type, body)
+
+
+def _digest(method: str, path: str, query: bytes, content_type: bytes, body: bytes) -> str:
     canonical = body
-    if b"json" in content_type.lower():
+    if b"json" in content_type and len(body) <= _MAX_CANONICAL_BODY:
         try:
             canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
         except (ValueError, RecursionError):  # not JSON after all: its bytes, then
             pass
     digest = hashlib.sha256()
-    for part in (scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), canonical):
+    for part in (method.encode(), path.encode(), query, content_type, canonical):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()

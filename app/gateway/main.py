@@ -20,7 +20,7 @@ from app.gateway.errors import install_error_handlers
 from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
-from app.gateway.redirect import Redirector, serve_redirects_first
+from app.gateway.redirect import Redirector, refuse, serve_redirects_first
 from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks, webhooks
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         caps = ScanCaps(settings.redis_url)
         redirector = Redirector(app.state.link_cache, spool, caps)
         # The per-IP limit, when one is set, in front of the redirect alone (the API's is in the stack).
-        limiter = RateLimitMiddleware(redirector, settings) if settings.redirect_rate_limit else None
+        limiter = RateLimitMiddleware(redirector, settings, refuse) if settings.redirect_rate_limit else None
         app.state.redirector = limiter or redirector
         try:
             yield
@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
+        # Starlette's slash redirect builds its Location from the client's Host header (a 307 to any host
+        # the client names): /v1/qrcodes/ is a 404 instead.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     install_docs(app)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -81,9 +82,23 @@ class _Rule:
     item: RateLimitItem
 
 
+# How a refusal is answered: (send, the request's headers, status, code, message, extra headers).
+Refuse = Callable[[Send, dict[bytes, bytes], int, str, str, list[tuple[bytes, bytes]]], Awaitable[object]]
+
+
+async def _send_json_error(
+    send: Send, _request_headers: dict[bytes, bytes], status: int, code: str, message: str,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    await send_error(send, status, code, message, headers)
+
+
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    """`refuse` answers the 429: JSON by default; the redirect's page for people (redirect.py)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, refuse: Refuse = _send_json_error) -> None:
         self.app = app
+        self._refuse = refuse
         self.redis_url = settings.redis_url
         self.api = _Rule("api", parse(settings.rate_limit)) if settings.rate_limit else None
         self.redirect = (
@@ -115,7 +130,7 @@ class RateLimitMiddleware:
         allowed, headers = checked
         if not allowed:
             RATE_LIMITED.labels(rule.name).inc()
-            await _refuse(send, rule, headers)
+            await self._refuse(send, dict(scope["headers"]), 429, "rate_limited", _message(rule, headers), headers)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -186,8 +201,7 @@ class RateLimitMiddleware:
             await client.aclose()
 
 
-async def _refuse(send: Send, rule: _Rule, headers: list[tuple[bytes, bytes]]) -> None:
+def _message(rule: _Rule, headers: list[tuple[bytes, bytes]]) -> str:
     who = "API key" if rule.name == "api" else "client address"
     retry_after = dict(headers)[b"retry-after"].decode()
-    message = f"too many requests: this {who} is limited to {rule.item}; retry in {retry_after} s"
-    await send_error(send, 429, "rate_limited", message, headers)
+    return f"too many requests: this {who} is limited to {rule.item}; retry in {retry_after} s"

@@ -20,8 +20,9 @@ import html
 import json
 import re
 import time
+from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import structlog
 from fastapi import FastAPI
@@ -161,7 +162,7 @@ class Redirector:
     async def _answer(self, scope: Scope, send: Send, method: str) -> int:
         headers = dict(scope["headers"])
         if method not in ("GET", "HEAD"):
-            return await _refuse(
+            return await refuse(
                 send, headers, 405, "method_not_allowed", f"{method} is not allowed here", [(b"allow", b"GET, HEAD")]
             )
         slug = scope["path"][len(PREFIX) :]
@@ -171,7 +172,7 @@ class Redirector:
             log.error("redirect_link_unreadable", slug=slug, error=repr(exc))
             return await _unavailable(send, headers)
         if link is None:
-            return await _refuse(send, headers, 404, "not_found", f"there is no link {slug!r}")
+            return await refuse(send, headers, 404, "not_found", f"there is no link {slug!r}")
         refusal = link.refusal(utcnow())
         if refusal is None and link.max_scans is not None:
             try:
@@ -181,7 +182,7 @@ class Redirector:
                 log.error("redirect_cap_unavailable", slug=slug, error=str(exc))
                 return await _unavailable(send, headers)
         if refusal is not None:
-            return await _refuse(send, headers, 410, "gone", _GONE_MESSAGES[refusal])
+            return await refuse(send, headers, 410, "gone", _GONE_MESSAGES[refusal])
         if method == "GET":
             self._record(scope, headers, link)
         await send(
@@ -219,11 +220,22 @@ class Redirector:
 
 
 def _location(link: LinkView, query: bytes) -> bytes:
-    target = link.target_url
+    target = link.target_url if link.target_url.isascii() else _ascii_target(link.target_url)
     if link.forward_query and query:
         target = _with_query(target, query.decode("latin-1"))
     # Targets were validated (no whitespace or control characters); only non-ASCII needs escaping.
     return target.encode() if target.isascii() else quote(target, safe=_URL_SAFE).encode()
+
+
+@lru_cache(maxsize=1024)
+def _ascii_target(target: str) -> str:
+    """A target with non-ASCII characters as a Location carries it: the host in IDNA (punycode, the name
+    DNS knows; percent-encoded it resolves nowhere), the rest percent-encoded UTF-8. Targets hold no
+    credentials (links/targets.py checked that, and that the host encodes)."""
+    parts = urlsplit(target)
+    host = (parts.hostname or "").encode("idna").decode("ascii")
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _with_query(target: str, query: str) -> str:
@@ -241,10 +253,10 @@ def _header(headers: dict[bytes, bytes], name: bytes, limit: int) -> str | None:
 async def _unavailable(send: Send, headers: dict[bytes, bytes]) -> int:
     message = "this link cannot be checked right now; try again in a few seconds"
     retry = [(b"retry-after", str(_RETRY_SECONDS).encode())]
-    return await _refuse(send, headers, 503, "unavailable", message, retry)
+    return await refuse(send, headers, 503, "unavailable", message, retry)
 
 
-async def _refuse(
+async def refuse(
     send: Send,
     request_headers: dict[bytes, bytes],
     status: int,
@@ -278,7 +290,10 @@ async def _refuse(
     return status
 
 
-_TITLES = {404: "Link not found", 405: "Method not allowed", 410: "Link no longer active", 503: "Try again shortly"}
+_TITLES = {
+    404: "Link not found", 405: "Method not allowed", 410: "Link no longer active", 429: "Too many requests",
+    503: "Try again shortly",
+}
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title></head>

@@ -11,11 +11,14 @@ from app.db import Base, UTCDateTime, new_id, utcnow
 
 
 class Scope(StrEnum):
-    """Scopes are ordered: each includes the ones before it."""
+    """Scopes are ordered: each includes the ones before it. read, write and admin are a workspace's;
+    operator is for the people who run the platform: what it allows acts on every workspace (the
+    analytics rollup), so no workspace's admin may do it."""
 
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    OPERATOR = "operator"
 
     def allows(self, required: Scope) -> bool:
         order = list(Scope)

@@ -24,6 +24,10 @@ def validate_target_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise ValueError("URL must not contain credentials")
     try:
+        parts.hostname.encode("idna")  # how the redirect's Location carries a non-ASCII host
+    except UnicodeError as exc:
+        raise ValueError("URL's host is not a valid domain name") from exc
+    try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
         raise ValueError("URL has an invalid port") from exc

@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,11 +31,13 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             created_at, id_ = json.loads(raw)
-            cursor = cls(datetime.fromisoformat(created_at), uuid.UUID(id_))
-        except (ValueError, TypeError) as exc:
+            at = datetime.fromisoformat(created_at)
+            if at.tzinfo is None:  # ours always carry UTC; a forged one might not
+                raise ValueError("no offset")
+            # In UTC here, as the database compares it: 9999-12-31T23:59:59-14:00 has no UTC instant.
+            cursor = cls(at.astimezone(UTC), uuid.UUID(id_))
+        except (ValueError, TypeError, OverflowError) as exc:
             raise Invalid("cursor is not one this API returned", field="cursor") from exc
-        if cursor.created_at.tzinfo is None:  # ours always carry UTC; a forged one might not
-            raise Invalid("cursor is not one this API returned", field="cursor")
         return cursor
 
 

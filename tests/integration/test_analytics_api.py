@@ -319,12 +319,16 @@ def analytics_worker(backend, redis_url, tmp_path_factory):
 
 
 def test_a_rollup_triggered_over_http_reports_its_state(gateway, alice, bob, backend, engine, analytics_worker):
-    admin = _issue(backend.settings, alice.workspace, Scope.ADMIN)
+    operator = _issue(backend.settings, alice.workspace, Scope.OPERATOR)
     assert gateway.post("/v1/analytics/rollup", headers=alice.headers).status_code == 403  # write scope
+    # A workspace's admin neither starts the platform-wide rollup nor sees its report (#13 item 8).
+    admin = _issue(backend.settings, alice.workspace, Scope.ADMIN)
+    refused = gateway.post("/v1/analytics/rollup", headers=admin.headers)
+    assert refused.status_code == 403 and "operator" in refused.json()["message"]
 
     code = dynamic_code(gateway, alice)
     insert_scans(engine, [scan_row(link_of(engine, code["id"]), datetime(2026, 2, 25, 8, tzinfo=UTC))])
-    accepted = gateway.post("/v1/analytics/rollup", headers=admin.headers)
+    accepted = gateway.post("/v1/analytics/rollup", headers=operator.headers)
     assert accepted.status_code == 202, accepted.text
     task_id = accepted.json()["task_id"]
     assert accepted.headers["location"] == f"/v1/tasks/{task_id}"

@@ -10,7 +10,9 @@ Two things are added to what schemathesis draws, in its hooks:
 - path parameters are often real: ready, pending and deletable codes, a live slug and a deleted one, so
   the 200, 204, 302, 409 and 410 answers are checked too, not only 404;
 - half the bodies, queries and slugs get a hostile character in one of their strings, NUL above all:
-  PostgreSQL cannot store it, which only a valid request carrying one reaches.
+  PostgreSQL cannot store it, which only a valid request carrying one reaches;
+- dates at the ends of datetime's range in `from`, `to` and list cursors, with the time zones furthest
+  from UTC (issue #13: 9999-12-31T23:59:59-14:00 in a cursor was a 500).
 
 Bounded: MAX_EXAMPLES per operation, no deadline (the machine is shared), and the coverage phase's valid
 bodies for POST are left out (see CONFIG): 20-30 s per backend.
@@ -18,6 +20,8 @@ bodies for POST are left out (see CONFIG): 20-30 s per backend.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -127,9 +131,42 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
     return _hostile(body, exclude=_CONSTRAINED)
 
 
+# Instants and zones where converting to UTC, or stepping a day or an hour, leaves datetime's range.
+EDGE_INSTANTS = (
+    "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00",
+    "9999-12-31", "0001-01-01", "9999-12-30", "9999-12-31T23:00", "0001-01-01T00:00:00Z",
+)
+EDGE_ZONES = ("Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kolkata", "UTC")
+
+
+def forged_cursor(created_at: str) -> str:
+    """A list cursor as the API encodes one (app/qrcodes/repository.py), holding any instant."""
+    raw = json.dumps([created_at, str(uuid.uuid4())]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_EDGES = {
+    "from": st.sampled_from(EDGE_INSTANTS),
+    "to": st.sampled_from(EDGE_INSTANTS),
+    "tz": st.sampled_from(EDGE_ZONES),
+    "cursor": st.sampled_from(EDGE_INSTANTS).map(forged_cursor),
+}
+
+
+def _at_the_edges(context: schemathesis.HookContext, query: dict[str, Any] | None) -> st.SearchStrategy:
+    """The query with some of its date parameters (those the operation has) at the edges of time."""
+    names = [p.name for p in context.operation.query if p.name in _EDGES]
+    if not names:
+        return st.just(query)
+    chosen = st.lists(st.sampled_from(names), min_size=1, unique=True)
+    return chosen.flatmap(lambda keys: st.fixed_dictionaries({key: _EDGES[key] for key in keys})).map(
+        lambda edges: {**(query or {}), **edges}
+    )
+
+
 @schema.hook
 def flatmap_query(context: schemathesis.HookContext, query: dict[str, Any] | None) -> st.SearchStrategy:
-    return _hostile(query) if query else st.just(query)
+    return st.one_of(_hostile(query) if query else st.just(query), _at_the_edges(context, query))
 
 
 @schema.hook

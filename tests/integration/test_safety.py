@@ -135,8 +135,13 @@ def test_redirect_limit_per_client_ip(backend):
         assert "ratelimit-limit" not in created.headers  # no API limit configured
         statuses = [client.get(f"/r/{slug}", follow_redirects=False).status_code for _ in range(4)]
         assert statuses == [302, 302, 302, 429]
-        refused = client.get(f"/r/{slug}", follow_redirects=False)
+        refused = client.get(f"/r/{slug}", follow_redirects=False, headers={"accept": "application/json"})
         assert refused.json()["code"] == "rate_limited" and "retry-after" in refused.headers
+        # People get a page, as for the redirect's 404 and 410 (#13 item 12).
+        page = client.get(f"/r/{slug}", follow_redirects=False, headers={"accept": "text/html,*/*;q=0.8"})
+        assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
+        assert "Too many requests" in page.text and "retry-after" in page.headers
+        assert "default-src 'none'" in page.headers["content-security-policy"]
     with client_for(backend, redirect_rate_limit="3/minute", client_address=address + "1") as other:
         assert other.get(f"/r/{slug}", follow_redirects=False).status_code == 302
 

@@ -248,3 +248,24 @@ def test_any_json_is_read_or_refused(document):
         intake.read(json.dumps(document).encode(), "json", None, WORKSPACE, BASE)
     except intake.InvalidRows:
         pass
+
+
+def test_a_header_over_the_column_limit_is_one_error():
+    header = ",".join(["kind", *(f"c{i}" for i in range(80_000))])
+    with pytest.raises(intake.InvalidRows) as caught:
+        read_csv(f"{header}\r\nurl\r\n")
+    assert caught.value.details == [
+        {"row": 1, "field": "header", "type": "too_long", "message": "the header row has 80,001 columns; at most 1,000"}
+    ]
+
+
+def test_duplicate_columns_are_found_in_a_header_at_the_limit():
+    names = ["kind", *(["url", "title"] * ((intake.MAX_COLUMNS - 1) // 2))]
+    assert refusal(lambda: read_csv(",".join(names) + "\r\n")) == [(1, name, "csv_header") for name in names[3:]]
+
+
+def test_the_errors_listed_are_capped_and_the_message_counts_them_all():
+    rows = "".join("url,not a url\r\n" for _ in range(intake.MAX_LISTED_ERRORS + 500))
+    refused = intake.refuse(read_csv("kind,url\r\n" + rows).errors)
+    assert len(refused.details) == intake.MAX_LISTED_ERRORS
+    assert str(refused).startswith(f"{intake.MAX_LISTED_ERRORS + 500} row(s) are invalid")

@@ -23,7 +23,8 @@ from app.tracked_tasks import TaskAccepted, TrackedTasks
 
 router = APIRouter(tags=["analytics"])
 
-Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+# The rollup folds every workspace's scans and its report counts them all: an operator's, not a workspace's.
+Operator = Annotated[Principal, Depends(require(Scope.OPERATOR))]
 
 _READ = (401, 404, 422, 429)
 From = Annotated[
@@ -153,12 +154,12 @@ async def workspace_analytics(
             },
         },
         **error_responses(401, 403, 409, 413, 422, 429, 503, _503=_UNAVAILABLE,
-                          _403="Only an admin-scope key may start a rollup",
+                          _403="Only an operator-scope key may start the (platform-wide) rollup",
                           _409="A request with the same Idempotency-Key is still being processed"),
     },
-    summary="Roll up the stored scans now (admin)",
+    summary="Roll up every workspace's stored scans now (operator)",
 )
-async def request_rollup(principal: Admin, request: Request, response: Response) -> TaskAccepted:
+async def request_rollup(principal: Operator, request: Request, response: Response) -> TaskAccepted:
     task_id = await _tasks(request).start(RollupRequested(workspace_id=principal.workspace_id), principal.workspace_id)
     response.headers["Location"] = f"/v1/tasks/{task_id}"
     return TaskAccepted(task_id=task_id)

@@ -24,6 +24,7 @@ from typing import Any
 
 from app.links.service import short_url
 from app.qrcodes.batches.repository import ManifestEntry
+from app.spreadsheet import safe_cell
 from app.storage import ImageStore, image_key
 
 _FLUSH_AT = 256 * 1024
@@ -119,5 +120,5 @@ def _manifest(lines: dict[int, list[Any]], formats: list[str]) -> bytes:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([*MANIFEST_COLUMNS, *(f"{fmt}_file" for fmt in formats)])
-    writer.writerows(lines[row] for row in sorted(lines))
+    writer.writerows([safe_cell(cell) for cell in lines[row]] for row in sorted(lines))
     return text.getvalue().encode("utf-8-sig")

@@ -36,6 +36,12 @@ from app.qrcodes.service import new_code
 from app.qrcodes.style import Style
 
 MAX_ITEMS = 10_000
+# A header names each field once: every kind's fields with their data./style. spellings are a few hundred.
+MAX_COLUMNS = 1_000
+# The batch resource lists this many errors at most (errors_total counts them all; the archive's manifest.csv
+# has every row): it is polled, and a 202 over 1 MiB would not be kept for Idempotency-Key. A 422 refusing a
+# batch lists as many (its message gives the count): a 30,000-column header made a 3 MB answer.
+MAX_LISTED_ERRORS = 1000
 DEFAULT_FORMATS = ("png", "svg")
 # Errors are for people: a few hundred characters say what is wrong; an echo of a huge input does not.
 _MAX_MESSAGE = 300
@@ -168,13 +174,14 @@ _BAD_HEADER = "the CSV's header row (line 1) is invalid; nothing was created"
 
 
 def refuse(errors: list[RowError], *, why: str | None = None) -> InvalidRows:
+    """The 422; it lists the first MAX_LISTED_ERRORS errors (its message says how many there are)."""
     rows = len({e.row for e in errors if e.row is not None})
     shown = "; ".join(
         (f"row {e.row}: " if e.row is not None else "") + f"{e.field}: {e.message}" for e in errors[:5]
     )
     more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
     head = why or (f"{rows} row(s) are invalid; nothing was created" if rows else "invalid batch")
-    return InvalidRows(f"{head} ({shown}{more})", [e.as_dict() for e in errors])
+    return InvalidRows(f"{head} ({shown}{more})", [e.as_dict() for e in errors[:MAX_LISTED_ERRORS]])
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -252,8 +259,8 @@ def _csv_items(body: bytes) -> Iterator[_Row]:
 
 
 def _header(reader: Any) -> list[str]:
-    def bad(message: str, column: str = "header") -> InvalidRows:
-        return refuse([RowError(1, _clip(column), "csv_header", message)], why=_BAD_HEADER)
+    def bad(message: str, column: str = "header", type_: str = "csv_header") -> InvalidRows:
+        return refuse([RowError(1, _clip(column), type_, message)], why=_BAD_HEADER)
 
     try:
         header = [name.strip() for name in next(reader)]
@@ -261,14 +268,17 @@ def _header(reader: Any) -> list[str]:
         raise bad("the CSV is empty: it needs a header row naming the columns (kind, url, …)") from None
     except csv.Error as exc:
         raise bad(f"not valid CSV: {_clip(str(exc))}") from None
+    if len(header) > MAX_COLUMNS:
+        raise bad(f"the header row has {len(header):,} columns; at most {MAX_COLUMNS:,}", type_="too_long")
     if "kind" not in header:
         raise bad("the header row has no kind column", "kind")
-    errors = []
-    for index, name in enumerate(header):
-        if name and header.index(name) != index:
+    errors, seen = [], set()
+    for name in header:
+        if name and name in seen:
             errors.append(RowError(1, _clip(name), "csv_header", "this column appears twice"))
         elif name and name != "kind" and not any(_path(name, model) for model in MODELS.values()):
             errors.append(RowError(1, _clip(name), "csv_header", "unknown column: no kind of code has this field"))
+        seen.add(name)
     if errors:
         raise refuse(errors, why=_BAD_HEADER)
     return header

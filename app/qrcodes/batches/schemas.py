@@ -8,12 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.qrcodes.batches.intake import DEFAULT_FORMATS, MAX_ITEMS
+from app.qrcodes.batches.intake import DEFAULT_FORMATS, MAX_ITEMS, MAX_LISTED_ERRORS
 from app.qrcodes.schemas import CreateCode, ImageFormat
-
-# The batch resource lists this many errors at most (errors_total counts them all; the archive's
-# manifest.csv has every row): it is polled, and a 202 over 1 MiB would not be kept for Idempotency-Key.
-MAX_LISTED_ERRORS = 1000
 
 BatchStatus = Literal["pending", "running", "done", "failed"]
 
