@@ -9,7 +9,9 @@ from celery import Celery
 from app.settings import get_settings
 from workers.beat import beat_schedule
 
-celery_app = Celery("qrflow", include=["tasks.qrcodes", "tasks.scans", "tasks.batches", "tasks.analytics"])
+celery_app = Celery(
+    "qrflow", include=["tasks.qrcodes", "tasks.scans", "tasks.batches", "tasks.analytics", "tasks.identity"]
+)
 celery_app.config_from_object("celeryconfig")
 celery_app.conf.beat_schedule = beat_schedule(get_settings())
 
