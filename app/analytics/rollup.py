@@ -33,9 +33,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Column, delete, func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.analytics import sqlite_turns as turns
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import UTCDateTime, dialect_of, utcnow
@@ -46,12 +47,8 @@ log = structlog.get_logger(__name__)
 
 STATE = "scans"
 # New scans per transaction. On PostgreSQL a chunk locks only its buckets' rows, and bigger chunks write
-# each bucket fewer times.
+# each bucket fewer times. SQLite's one write lock wants far smaller ones: app/analytics/sqlite_turns.py.
 CHUNK = 10_000
-# On SQLite a chunk holds the database's one write lock throughout, and every other writer (the scans
-# workers, the gateway) waits: 10,000 scans held it 1.1-1.4 s on an idle machine and 9 s under a scan
-# flood (issue #21). 1,000 hold it ~0.1 s (0.45 s at worst on a busy machine) and fold as fast.
-SQLITE_CHUNK = 1_000
 # Visitors per lookup of earlier scans (IN lists well under every backend's parameter limit).
 _LOOKUP_BATCH = 500
 # Rows per retention DELETE: bounded transactions, so ingestion is never held up for long.
@@ -90,17 +87,18 @@ def rollup(
 ) -> RollupReport:
     """Fold every settled scan above the watermark; then apply retention. With a budget, stops after the
     chunk that passes it (a Celery task must end within its time limit; the next run continues).
-    `chunk`: scans per transaction; by default CHUNK, or SQLITE_CHUNK on SQLite."""
+    `chunk`: scans per transaction; by default CHUNK, or on SQLite as app/analytics/sqlite_turns.py says."""
     started = clock.monotonic()
     report = RollupReport()
-    chunk = chunk or _chunk_for(sessions)
+    adapt = chunk is None and turns.is_sqlite(sessions)
+    chunk = chunk or (turns.SQLITE_CHUNK if adapt else CHUNK)
     while True:
         # Taken before the ceiling is read: any scan committed before this moment is below the ceiling.
         read_at = now()
         ceiling = committed_max_id(sessions)
-        began = clock.monotonic()
         with sessions.begin() as session:
             state = _locked_state(session)
+            locked = clock.monotonic()
             low = state.last_scan_id
             high = min(ceiling, low + chunk)
             if high > low:
@@ -111,12 +109,14 @@ def rollup(
                 # Another rollup may have gone further meanwhile (and read its ceiling later): keep its.
                 state.as_of = max(state.as_of, read_at) if state.as_of else read_at
             report.watermark, report.as_of = state.last_scan_id, state.as_of
-        held = clock.monotonic() - began
+        held = clock.monotonic() - locked
         report.transactions += 1
         report.longest_transaction_s = round(max(report.longest_transaction_s, held), 3)
         if report.caught_up or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
-        _give_way(session, held)
+        turns.give_way(session, held)
+        if adapt:
+            chunk = turns.next_chunk(chunk, held)
     def left() -> float | None:  # what remains of the budget, at least a second for each step after the fold
         return None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
 
@@ -143,7 +143,7 @@ def rebuild(
     waits, and retries if it waits too long). Days whose raw scans retention has deleted are left as they
     are: `since` is moved up to the first complete day, which is returned.
     """
-    chunk = chunk or _chunk_for(sessions)
+    chunk = chunk or (turns.SQLITE_CHUNK if turns.is_sqlite(sessions) else CHUNK)
     with sessions.begin() as session:
         state = _locked_state(session)
         if state.purged_before is not None and (since is None or since < state.purged_before):
@@ -232,9 +232,9 @@ def purge_expired_scans(
     started = clock.monotonic()
     purged = 0
     while True:
-        began = clock.monotonic()
         with sessions.begin() as session:
             state = _locked_state(session)
+            locked = clock.monotonic()
             low = state.purge_cursor
             high = min(low + _PURGE_BATCH, state.last_scan_id - 1)
             if high <= low:
@@ -249,7 +249,7 @@ def purge_expired_scans(
             purged += deleted
         if kept is not None or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
-        _give_way(session, clock.monotonic() - began)
+        turns.give_way(session, clock.monotonic() - locked)
     if purged:
         log.info("scans_purged", purged=purged, before=str(cutoff_day))
     return purged
@@ -258,22 +258,6 @@ def purge_expired_scans(
 def read_state(sessions: sessionmaker[Session]) -> RollupState | None:
     with sessions() as session:
         return session.get(RollupState, STATE)
-
-
-def _chunk_for(sessions: sessionmaker[Session]) -> int:
-    with sessions() as session:
-        return SQLITE_CHUNK if dialect_of(session) is sqlite else CHUNK
-
-
-def _give_way(session: Session, held: float) -> None:
-    """Between two transactions of a loop, on SQLite: leave the write lock free as long as the last one held
-    it. SQLite has no queue for its lock; a writer waiting for it sleeps in its busy handler and looks
-    again every 100 ms at most, so a rollup that took the lock again at once would starve the scans
-    workers and the gateway until their busy timeout failed them (issue #21). Waiting as long as it held
-    the lock gives the others at least half of the lock's time, and a window they see (a chunk holds it
-    ~0.1 s, SQLITE_CHUNK)."""
-    if dialect_of(session) is sqlite:
-        clock.sleep(held)
 
 
 # --- inside a rollup transaction ------------------------------------------------------------------------

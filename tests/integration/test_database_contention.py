@@ -20,6 +20,7 @@ from redis import Redis
 from sqlalchemy import select, text, update
 
 from app.analytics import rollup as rollups
+from app.analytics.sqlite_turns import SQLITE_CHUNK
 from app.db import create_sync_engine, sync_sessionmaker
 from app.identity.models import ApiKey
 from app.identity.usage import USAGE_KEY, flush_key_usage
@@ -161,7 +162,7 @@ def test_the_rollup_folds_in_bounded_transactions_and_takes_turns(backend, tmp_p
         sessions = sync_sessionmaker(engine)
         (link,) = new_links(engine, 1)
         start = datetime.now(UTC) - timedelta(hours=1)
-        scans = 2 * rollups.SQLITE_CHUNK + 10
+        scans = 2 * SQLITE_CHUNK + 10
         rows = [scan_row(link, start + timedelta(milliseconds=i), visitor=f"v{i}") for i in range(scans)]
         insert_scans(engine, rows[:1])
         rollups.rollup(sessions)  # the state row exists, with the first scan folded
@@ -186,8 +187,10 @@ def test_the_rollup_folds_in_bounded_transactions_and_takes_turns(backend, tmp_p
         writer.join()
         engine.dispose()
     assert report.folded == scans - 1 and report.caught_up
-    per_transaction = rollups.SQLITE_CHUNK if backend.name == "sqlite" else rollups.CHUNK
-    assert report.transactions == -(-(scans - 1) // per_transaction)  # never more than a chunk per transaction
+    if backend.name == "sqlite":  # never more than SQLITE_CHUNK per transaction, fewer on a busy machine
+        assert report.transactions >= -(-(scans - 1) // SQLITE_CHUNK)
+    else:
+        assert report.transactions == 1  # CHUNK
     assert report.longest_transaction_s > 0
     if backend.name == "sqlite":
         # The other writer got the lock between the rollup's transactions: it saw a watermark in between.
