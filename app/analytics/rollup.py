@@ -91,7 +91,7 @@ def rollup(
     started = clock.monotonic()
     report = RollupReport()
     adapt = chunk is None and turns.is_sqlite(sessions)
-    chunk = chunk or (turns.SQLITE_CHUNK if adapt else CHUNK)
+    chunk = chunk or (turns.SQLITE_FIRST_CHUNK if adapt else CHUNK)
     while True:
         # Taken before the ceiling is read: any scan committed before this moment is below the ceiling.
         read_at = now()
