@@ -143,7 +143,7 @@ def rebuild(
     waits, and retries if it waits too long). Days whose raw scans retention has deleted are left as they
     are: `since` is moved up to the first complete day, which is returned.
     """
-    chunk = chunk or (turns.SQLITE_CHUNK if turns.is_sqlite(sessions) else CHUNK)
+    fold_chunk = chunk or (turns.SQLITE_CHUNK if turns.is_sqlite(sessions) else CHUNK)
     with sessions.begin() as session:
         state = _locked_state(session)
         if state.purged_before is not None and (since is None or since < state.purged_before):
@@ -159,7 +159,7 @@ def rebuild(
         session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
         low, watermark = 0, state.last_scan_id
         while low < watermark:
-            high = min(low + chunk, watermark)
+            high = min(low + fold_chunk, watermark)
             _fold(session, low, high, state.closed_before, since=start)
             low = high
     log.info("analytics_rebuilt", since=str(since), watermark=watermark)
