@@ -73,6 +73,15 @@ def dialect_of(bind: Session | Connection) -> ModuleType:
     return postgresql if dialect.name == "postgresql" else sqlite
 
 
+# How a writer waits for SQLite's one write lock: in the busy handler, up to busy_timeout, polling (every
+# 100 ms at most once it has waited a while) rather than queueing. pysqlite's default transaction control
+# begins a transaction only at the first INSERT/UPDATE/DELETE, so that statement starts the transaction and
+# takes the lock at once, and waits; an explicit BEGIN followed by a read and then a write would instead
+# fail at the write with SQLITE_BUSY without waiting (a read snapshot cannot be upgraded behind another
+# writer). Nothing here issues BEGIN itself (tests/integration/test_database_contention.py holds the lock
+# from another process: a request's read-then-insert and a scans batch wait and succeed). What starved
+# writers past the timeout under a scan flood was the rollup holding the lock for seconds and taking it
+# again at once (issue #21; app/analytics/rollup.py now folds in short turns).
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")

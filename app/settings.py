@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Delete raw scans of UTC days more than this many days ago, once rolled up (the analytics stay);
     # 0 keeps them for ever.
     scan_retention_days: int = Field(0, ge=0)
+    # API keys' last_used_at (app/identity/usage.py): each gateway pushes the keys it saw to Redis this
+    # often, and beat writes them to the database this often; no request writes it.
+    key_usage_push_seconds: float = Field(5.0, gt=0)
+    key_usage_flush_seconds: float = Field(60.0, gt=0)
 
     # Webhooks (app/webhooks/): endpoints' signing secrets are stored encrypted with this Fernet key
     # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`);

@@ -36,4 +36,10 @@ def beat_schedule(settings: Settings) -> dict:
             "schedule": settings.webhook_sweep_interval_seconds,
             "options": {"expires": settings.webhook_sweep_interval_seconds},
         },
+        # API keys' last uses, noted by the gateways in Redis, into the database (app/identity/usage.py).
+        "flush-key-usage": {
+            "task": "identity.flush_key_usage",
+            "schedule": settings.key_usage_flush_seconds,
+            "options": {"expires": settings.key_usage_flush_seconds},
+        },
     }

@@ -10,7 +10,8 @@ from app.settings import get_settings
 from workers.beat import beat_schedule
 
 celery_app = Celery(
-    "qrflow", include=["tasks.qrcodes", "tasks.scans", "tasks.batches", "tasks.analytics", "tasks.webhooks"]
+    "qrflow",
+    include=["tasks.qrcodes", "tasks.scans", "tasks.batches", "tasks.analytics", "tasks.identity", "tasks.webhooks"],
 )
 celery_app.config_from_object("celeryconfig")
 celery_app.conf.beat_schedule = beat_schedule(get_settings())

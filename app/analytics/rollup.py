@@ -36,6 +36,7 @@ from sqlalchemy import Column, delete, func, insert, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.analytics import sqlite_turns as turns
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import UTCDateTime, dialect_of, utcnow
@@ -45,8 +46,8 @@ from app.scans.watermark import committed_max_id
 log = structlog.get_logger(__name__)
 
 STATE = "scans"
-# New scans per transaction. On SQLite a chunk holds the database's one write lock for about a second
-# (scan ingestion waits, well within its 10 s busy timeout); only a backlog takes more than one.
+# New scans per transaction. On PostgreSQL a chunk locks only its buckets' rows, and bigger chunks write
+# each bucket fewer times. SQLite's one write lock wants far smaller ones: app/analytics/sqlite_turns.py.
 CHUNK = 10_000
 # Visitors per lookup of earlier scans (IN lists well under every backend's parameter limit).
 _LOOKUP_BATCH = 500
@@ -68,6 +69,7 @@ class RollupReport:
     purged: int = 0  # raw scans deleted by retention
     closed: int = 0  # UTC days whose daily buckets were written
     transactions: int = 0
+    longest_transaction_s: float = 0.0  # the longest a fold held its transaction (SQLite: the write lock)
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -79,20 +81,24 @@ def rollup(
     sessions: sessionmaker[Session],
     *,
     retention_days: int = 0,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     budget_seconds: float | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> RollupReport:
     """Fold every settled scan above the watermark; then apply retention. With a budget, stops after the
-    chunk that passes it (a Celery task must end within its time limit; the next run continues)."""
+    chunk that passes it (a Celery task must end within its time limit; the next run continues).
+    `chunk`: scans per transaction; by default CHUNK, or on SQLite as app/analytics/sqlite_turns.py says."""
     started = clock.monotonic()
     report = RollupReport()
+    adapt = chunk is None and turns.is_sqlite(sessions)
+    chunk = chunk or (turns.SQLITE_FIRST_CHUNK if adapt else CHUNK)
     while True:
         # Taken before the ceiling is read: any scan committed before this moment is below the ceiling.
         read_at = now()
         ceiling = committed_max_id(sessions)
         with sessions.begin() as session:
             state = _locked_state(session)
+            locked = clock.monotonic()
             low = state.last_scan_id
             high = min(ceiling, low + chunk)
             if high > low:
@@ -103,9 +109,14 @@ def rollup(
                 # Another rollup may have gone further meanwhile (and read its ceiling later): keep its.
                 state.as_of = max(state.as_of, read_at) if state.as_of else read_at
             report.watermark, report.as_of = state.last_scan_id, state.as_of
+        held = clock.monotonic() - locked
         report.transactions += 1
+        report.longest_transaction_s = round(max(report.longest_transaction_s, held), 3)
         if report.caught_up or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
+        turns.give_way(session, held)
+        if adapt:
+            chunk = turns.next_chunk(chunk, held)
     def left() -> float | None:  # what remains of the budget, at least a second for each step after the fold
         return None if budget_seconds is None else max(budget_seconds - (clock.monotonic() - started), 1.0)
 
@@ -122,7 +133,7 @@ def rebuild(
     sessions: sessionmaker[Session],
     since: date | None = None,
     *,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> tuple[date | None, RollupReport]:
     """Recount every bucket from UTC day `since` (None: all) from the raw scans, then roll up as usual.
@@ -132,6 +143,7 @@ def rebuild(
     waits, and retries if it waits too long). Days whose raw scans retention has deleted are left as they
     are: `since` is moved up to the first complete day, which is returned.
     """
+    fold_chunk = chunk or (turns.SQLITE_CHUNK if turns.is_sqlite(sessions) else CHUNK)
     with sessions.begin() as session:
         state = _locked_state(session)
         if state.purged_before is not None and (since is None or since < state.purged_before):
@@ -147,7 +159,7 @@ def rebuild(
         session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
         low, watermark = 0, state.last_scan_id
         while low < watermark:
-            high = min(low + chunk, watermark)
+            high = min(low + fold_chunk, watermark)
             _fold(session, low, high, state.closed_before, since=start)
             low = high
     log.info("analytics_rebuilt", since=str(since), watermark=watermark)
@@ -222,6 +234,7 @@ def purge_expired_scans(
     while True:
         with sessions.begin() as session:
             state = _locked_state(session)
+            locked = clock.monotonic()
             low = state.purge_cursor
             high = min(low + _PURGE_BATCH, state.last_scan_id - 1)
             if high <= low:
@@ -236,6 +249,7 @@ def purge_expired_scans(
             purged += deleted
         if kept is not None or (budget_seconds is not None and clock.monotonic() - started > budget_seconds):
             break
+        turns.give_way(session, clock.monotonic() - locked)
     if purged:
         log.info("scans_purged", purged=purged, before=str(cutoff_day))
     return purged

@@ -66,6 +66,7 @@ async def get_principal(
     principal = await authenticate(session, token.strip())
     if principal is None:
         raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+    request.app.state.key_usage.note(principal.key_id)
     structlog.contextvars.bind_contextvars(workspace_id=str(principal.workspace_id))
     return principal
 

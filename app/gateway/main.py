@@ -22,6 +22,7 @@ from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, refuse, serve_redirects_first
 from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks, webhooks
+from app.identity.usage import KeyUsage
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1, socket_connect_timeout=1
         )
+        app.state.key_usage = KeyUsage(app.state.redis, settings.key_usage_push_seconds)
+        app.state.key_usage.start()
         app.state.link_cache = LinkCache(app.state.sessions, settings.redis_url)
         await app.state.link_cache.start()
         spool = ScanSpool(settings)
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await limiter.close()
             await caps.close()
             await app.state.link_cache.stop()
+            await app.state.key_usage.stop()
             await anyio.to_thread.run_sync(app.state.publisher.close)
             await app.state.redis.aclose()
             await app.state.engine.dispose()

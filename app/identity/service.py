@@ -11,7 +11,6 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,8 +20,6 @@ from app.db import utcnow
 from app.identity.models import ApiKey, Scope, Workspace
 
 KEY_PREFIX = "qrf"
-# last_used_at is for people, not audits: writing it at most once a minute keeps reads read-only.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -81,14 +78,11 @@ def _prefix_of(token: str) -> str | None:
 
 
 async def authenticate(session: AsyncSession, token: str) -> Principal | None:
+    """Reads only: the key's last use is noted apart (app/identity/usage.py)."""
     prefix = _prefix_of(token)
     if prefix is None:
         return None
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _hash(token)):
         return None
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        key.last_used_at = now
-        await session.commit()
     return Principal(workspace_id=key.workspace_id, key_id=key.id, scope=Scope(key.scope))
