@@ -32,14 +32,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, delete, func, insert, literal, select
+from sqlalchemy import Column, delete, func, insert, literal, not_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import UTCDateTime, dialect_of, utcnow
-from app.scans.models import Scan, VisitorSalt
+from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 from app.scans.watermark import committed_max_id
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,8 @@ _PURGE_BATCH = 10_000
 
 _COLUMNS = (
     Scan.link_id, Scan.scanned_at, Scan.device, Scan.os, Scan.browser, Scan.country,
-    Scan.referrer_host, Scan.is_bot, Scan.visitor,
+    # Only a person's scan counts: bots' and unknown agents' go to the buckets' `bots` (ScanFacts.is_bot).
+    Scan.referrer_host, not_(COUNTED).label("is_bot"), Scan.visitor, CLASS.label("agent_class"),
 )
 
 
