@@ -26,6 +26,7 @@ from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
 from app.messaging import EventPublisher
+from app.scans import agents
 from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spool.open()
         app.state.spool = spool
         caps = ScanCaps(settings.redis_url)
+        await anyio.to_thread.run_sync(agents.load)  # the classifier capped links need, compiled off the loop
         redirector = Redirector(app.state.link_cache, spool, caps)
         # The per-IP limit, when one is set, in front of the redirect alone (the API's is in the stack).
         limiter = RateLimitMiddleware(redirector, settings) if settings.redirect_rate_limit else None
