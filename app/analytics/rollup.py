@@ -134,25 +134,37 @@ def rebuild(
     are: `since` is moved up to the first complete day, which is returned.
     """
     with sessions.begin() as session:
-        state = _locked_state(session)
-        if state.purged_before is not None and (since is None or since < state.purged_before):
-            log.warning("analytics_rebuild_clamped", asked=str(since), since=str(state.purged_before))
-            since = state.purged_before
-        start = datetime.combine(since, time(), UTC) if since else None
-        for table in (HourlyBucket, DailyBucket):
-            removal = delete(table)
-            if start is not None:
-                removal = removal.where(table.start >= start)
-            session.execute(removal)
-        # The refold records these days' visitors again.
-        session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
-        low, watermark = 0, state.last_scan_id
-        while low < watermark:
-            high = min(low + chunk, watermark)
-            _fold(session, low, high, state.closed_before, since=start)
-            low = high
-    log.info("analytics_rebuilt", since=str(since), watermark=watermark)
+        since = recount(session, since, chunk=chunk)
     return since, rollup(sessions, chunk=chunk, now=now)
+
+
+def lock(session: Session) -> None:
+    """Take the rollup's lock for the rest of the session's transaction: no rollup folds meanwhile."""
+    _locked_state(session)
+
+
+def recount(session: Session, since: date | None, *, chunk: int = CHUNK) -> date | None:
+    """rebuild's recount, inside the caller's transaction (`qrflow scans reclassify` changes scans in the
+    same one); returns the first day recounted (None: all)."""
+    state = _locked_state(session)
+    if state.purged_before is not None and (since is None or since < state.purged_before):
+        log.warning("analytics_rebuild_clamped", asked=str(since), since=str(state.purged_before))
+        since = state.purged_before
+    start = datetime.combine(since, time(), UTC) if since else None
+    for table in (HourlyBucket, DailyBucket):
+        removal = delete(table)
+        if start is not None:
+            removal = removal.where(table.start >= start)
+        session.execute(removal)
+    # The refold records these days' visitors again.
+    session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
+    low, watermark = 0, state.last_scan_id
+    while low < watermark:
+        high = min(low + chunk, watermark)
+        _fold(session, low, high, state.closed_before, since=start)
+        low = high
+    log.info("analytics_rebuilt", since=str(since), watermark=watermark)
+    return since
 
 
 def close_days(

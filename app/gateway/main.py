@@ -21,7 +21,7 @@ from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, serve_redirects_first
-from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks
+from app.gateway.routers import admin, analytics, batches, health, logos, qrcodes, tasks
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logos.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)
+    app.include_router(admin.router)
     batches.install(app)  # with its request body in the document
 
     metrics_token = settings.metrics_token.get_secret_value()
