@@ -247,11 +247,8 @@ def _with_query(target: str, query: str) -> str:
 def _is_prefetch(headers: dict[bytes, bytes]) -> bool:
     """A browser fetching ahead of a possible click: Sec-Purpose (Chrome, "prefetch" or "prefetch;prerender"),
     Purpose (older Chrome and Safari), X-Moz (Firefox)."""
-    return (
-        b"prefetch" in headers.get(b"sec-purpose", b"").lower()
-        or headers.get(b"purpose", b"").lower() == b"prefetch"
-        or headers.get(b"x-moz", b"").lower() == b"prefetch"
-    )
+    purpose = headers.get(b"sec-purpose") or headers.get(b"purpose") or headers.get(b"x-moz")
+    return purpose is not None and b"prefetch" in purpose.lower()
 
 
 def _header(headers: dict[bytes, bytes], name: bytes, limit: int) -> str | None:
