@@ -20,6 +20,8 @@ cli = typer.Typer(help="qrflow: QR codes, dynamic links and scan analytics.", no
 apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 cli.add_typer(apikey_cli, name="apikey")
 cli.add_typer(batch_cli, name="batch")  # qrflow batch create FILE.csv (app/batch_cli.py)
+scans_cli = typer.Typer(help="Stored scans.", no_args_is_help=True)
+cli.add_typer(scans_cli, name="scans")
 console = Console(stderr=True, soft_wrap=True)
 
 QUEUES = ("qr", "qr_batch", "scans", "analytics", "default", "webhooks")
@@ -66,6 +68,32 @@ def rollup(
     console.print(
         f"rolled up {report.folded} scans: watermark {report.watermark}, as of {report.as_of}"
         + (f", {report.purged} expired raw scans deleted" if report.purged else "")
+    )
+
+
+@scans_cli.command("reclassify")
+def scans_reclassify(
+    since: Annotated[
+        datetime | None,
+        typer.Option("--since", formats=["%Y-%m-%d"], help="The first UTC day whose scans are judged (default: all)"),
+    ] = None,
+) -> None:
+    """Judge stored scans again with the current crawler lists; fix scans_total and the analytics buckets."""
+    from app.analytics.reclassify import reclassify
+    from app.db import create_sync_engine, sync_sessionmaker
+    from app.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings, service="cli")
+    engine = create_sync_engine(settings)
+    try:
+        report = reclassify(sync_sessionmaker(engine), since.date() if since else None)
+    finally:
+        engine.dispose()
+    console.print(
+        f"judged {report.examined} scans again: {report.changed} changed, scans_total moved by "
+        f"{report.people_added:+d} over {report.links_changed} links"
+        + (f", buckets recounted from {report.recounted_from}" if report.recounted_from else "")
     )
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _OWNER = "qrflow:task-owner:{}"
-_STATES = {"PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"}
+_STATES = {"PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"}
 
 
 class TaskAccepted(BaseModel):
@@ -41,10 +41,12 @@ class TaskAccepted(BaseModel):
 
 class TaskState(BaseModel):
     task_id: uuid.UUID
-    state: Literal["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"] = Field(
-        description="PENDING until a worker takes it (and for a day after it was accepted, if none did)."
+    state: Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"] = Field(
+        description="PENDING until a worker takes it (and for a day after it was accepted, if none did); "
+        "PROGRESS while a long task reports how far it got."
     )
     result: dict[str, Any] | None = Field(None, description="What the task returned (SUCCESS only).")
+    progress: dict[str, Any] | None = Field(None, description="How far the task got so far (PROGRESS only).")
     error: str | None = Field(None, description="The error's type (FAILURE, RETRY).")
     done_at: datetime | None = None
 
@@ -103,6 +105,7 @@ class TrackedTasks:
             task_id=task_id,
             state=state,
             result=result if state == "SUCCESS" and isinstance(result, dict) else None,
+            progress=result if state == "PROGRESS" and isinstance(result, dict) else None,
             # The exception's type only: its message can carry internals (hosts, SQL) the client has no use for.
             error=(
                 (result or {}).get("exc_type") if state in ("FAILURE", "RETRY") and isinstance(result, dict) else None

@@ -154,10 +154,12 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return totals
 
 
-def create_dynamic_code(base: str, key: str, target: str = "https://example.com/landing") -> dict[str, Any]:
+def create_dynamic_code(
+    base: str, key: str, target: str = "https://example.com/landing", **fields: Any
+) -> dict[str, Any]:
     response = httpx.post(
         f"{base}/v1/qrcodes", headers={"Authorization": f"Bearer {key}"},
-        json={"kind": "url", "data": {"url": target}}, timeout=10,
+        json={"kind": "url", "data": {"url": target}, **fields}, timeout=10,
     )
     response.raise_for_status()
     return response.json()

@@ -1,6 +1,6 @@
 """Redirect throughput and latency: the real gateway's GET /r/{slug} against a bare Starlette 302.
 
-    .venv/bin/python bench/redirect.py [--duration SECONDS] [--connections N]
+    .venv/bin/python bench/redirect.py [--duration SECONDS] [--connections N] [--capped]
 
 Both measured in one run, so that their ratio compares (absolute figures drift with the machine):
   bare      bench/bare_redirect.py: a Starlette route returning the same 302 (Location, Cache-Control:
@@ -131,9 +131,9 @@ def wait_stored(base: str, key: str, db: Path, code_id: str, slug: str) -> tuple
         time.sleep(0.2)
 
 
-def gateway_rate(tmp: Path, seconds: int, connections: int, script: Path) -> dict[str, Any]:
+def gateway_rate(tmp: Path, seconds: int, connections: int, script: Path, max_scans: int) -> dict[str, Any]:
     with platform_running(tmp, worker_arguments("scans")) as (base, key, db, pids):
-        code = create_dynamic_code(base, key)
+        code = create_dynamic_code(base, key, **({"max_scans": max_scans} if max_scans else {}))
         code_id, slug = code["id"], code["slug"]
         url = f"{base}/r/{slug}"
         # The warm-up's scans are stored before the measured run starts: an empty backlog, clean counts.
@@ -199,10 +199,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of each measured wrk run (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--capped", action="store_true",
+                        help="a capped link (max_scans 10^9): every scan takes a use in Redis, as the person the "
+                        "classifier says it is")
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
     require_wrk()
     context: dict[str, Any] = {
-        "cores": os.cpu_count(), "duration": args.duration, "connections": args.connections,
+        "cores": os.cpu_count(), "duration": args.duration, "connections": args.connections, "capped": args.capped,
         "load_average_before": load_average(),
     }
     console.print(f"redirect benchmark: wrk -t1 -c{args.connections} -d{args.duration}s; {context['cores']} cores")
@@ -211,7 +214,7 @@ def main() -> None:
         console.print("bare Starlette 302 ...")
         bare = bare_rate(tmp, args.duration, args.connections, script)
         console.print("gateway (Redis + qrflow api + qrflow worker -Q scans) ...")
-        gate = gateway_rate(tmp, args.duration, args.connections, script)
+        gate = gateway_rate(tmp, args.duration, args.connections, script, 10**9 if args.capped else 0)
     results = report(context, bare, gate)
     write_results(RESULTS, results)
 

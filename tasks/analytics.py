@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import structlog
 
+from app.analytics import reclassify as reclassifications
 from app.analytics import rollup as rollups
-from app.analytics.events import RollupRequested
+from app.analytics.events import ReclassifyRequested, RollupRequested
 from workers.celery_app import celery_app
 from workers.retries import retry_on_database_down
 from workers.runtime import runtime
@@ -33,3 +34,24 @@ def rollup(event: dict | None = None) -> dict:
         # next beat. Runs take turns on the state row's lock, so a beat run meanwhile does no harm.
         celery_app.send_task(RollupRequested.task_name, ignore_result=True)
     return report.to_dict()
+
+
+# Under the broker's visibility_timeout (celeryconfig.py), so a long run is never delivered twice; a run cut
+# short changes nothing (one transaction) and is simply retried by asking again.
+_RECLASSIFY_SOFT_LIMIT = 840
+
+
+@celery_app.task(
+    name=ReclassifyRequested.task_name, bind=True, soft_time_limit=_RECLASSIFY_SOFT_LIMIT,
+    time_limit=_RECLASSIFY_SOFT_LIMIT + 30, **retry_on_database_down,
+)
+def reclassify_scans(self, event: dict) -> dict:  # noqa: ANN001 - Celery's bound task
+    """Judge stored scans again (ReclassifyRequested); progress as the task's PROGRESS state."""
+    request = ReclassifyRequested.model_validate(event)
+    log.info("scans_reclassify_requested", workspace_id=str(request.workspace_id), since=str(request.since))
+
+    def progress(report: reclassifications.ReclassifyReport) -> None:
+        if self.request.id:
+            self.update_state(state="PROGRESS", meta=report.to_dict())
+
+    return reclassifications.reclassify(runtime().sessions, request.since, progress=progress).to_dict()

@@ -32,11 +32,12 @@ class ScanFacts(NamedTuple):
     browser: str | None
     country: str | None
     referrer_host: str | None
-    is_bot: bool
+    is_bot: bool  # not a person's scan (a bot's or an unknown agent's): counted under bots, never as a scan
     visitor: str
+    agent_class: str = "person"  # person, bot or unknown (app/scans/agents.py): the `class` dimension
 
 
-DIMENSION_NAMES = ("all", "device", "os", "browser", "country", "referrer")
+DIMENSION_NAMES = ("all", "device", "os", "browser", "country", "referrer", "class")
 
 # Keys are kept small for speed (a rollup hashes a dozen per scan): a link as its UUID's int, a dimension as
 # its index in DIMENSION_NAMES, an hour as hours since the epoch, a day as days since the epoch.
@@ -54,7 +55,8 @@ def hour_number(at: datetime) -> int:
 
 def dimension_values(scan: ScanFacts) -> tuple[str, ...]:
     """The scan's value for each dimension of DIMENSION_NAMES; '' is unknown."""
-    return ("", scan.device or "", scan.os or "", scan.browser or "", scan.country or "", scan.referrer_host or "")
+    return ("", scan.device or "", scan.os or "", scan.browser or "", scan.country or "", scan.referrer_host or "",
+            scan.agent_class)
 
 
 @dataclass
@@ -108,7 +110,7 @@ def fold(new: list[ScanFacts], earlier: Iterable[ScanFacts]) -> Deltas:
         # its buckets, first and last of the day in its hour.
         alone = not scan.is_bot and (key := (link, day, scan.visitor)) not in old_visits and len(new_visits[key]) == 1
         column = 1 if scan.is_bot else 0
-        for dimension in range(6):
+        for dimension in range(len(DIMENSION_NAMES)):
             value = values[dimension]
             entry = hourly.get((link, dimension, value, hour))
             if entry is None:
@@ -128,7 +130,7 @@ def fold(new: list[ScanFacts], earlier: Iterable[ScanFacts]) -> Deltas:
         before = old_visits.get((link, day, visitor))
         if before is None and len(visits) == 1:
             continue  # counted above
-        for dimension in range(6):
+        for dimension in range(len(DIMENSION_NAMES)):
             new_hours = _hours_by_value(visits, dimension)
             old_hours = _hours_by_value(before, dimension) if before else {}
             for value, hours in new_hours.items():

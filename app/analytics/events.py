@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import ClassVar, Literal
 
 from app.events import Event
@@ -16,3 +17,14 @@ class RollupRequested(Event):
 
     version: Literal[1] = 1
     workspace_id: uuid.UUID
+
+
+class ReclassifyRequested(Event):
+    """v1: an admin asked to judge stored scans again (POST /v1/admin/reclassify): those scanned since UTC
+    day `since`, or all. Global, like a rollup: the workspace is who asked, for the logs and the task's owner."""
+
+    task_name: ClassVar[str] = "analytics.reclassify_scans"
+
+    version: Literal[1] = 1
+    workspace_id: uuid.UUID
+    since: date | None = None

@@ -2,9 +2,10 @@
 
 A bucket counts one short link's scans in one UTC hour (analytics_hourly) or UTC day (analytics_daily), for
 one dimension value: dimension `all` (value '') is every scan; `device`, `os`, `browser`, `country` and
-`referrer` (the referrer's host) split them by that value, '' standing for unknown. Each holds
-- scans: non-bot scans; bots: bot scans (stored, never counted as scans);
-- visitors: distinct non-bot visitor hashes, exact.
+`referrer` (the referrer's host) split them by that value, '' standing for unknown, and `class` by who
+scanned (person, bot, unknown: app/scans/agents.py). Each holds
+- scans: people's scans; bots: the others, bots' and unknown agents' (stored, never counted as scans);
+- visitors: distinct visitor hashes of people's scans, exact.
 Hourly buckets also hold first_seen and last_seen: how many of the day's visitors scanned for the first
 (last) time that day in this hour. A visitor scanned in hours [0, h] of a UTC day iff their first scan
 that day falls there, so sums of first_seen (last_seen) give exact distinct counts over any stretch of

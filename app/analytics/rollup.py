@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, delete, func, insert, literal, select
+from sqlalchemy import Column, delete, func, insert, literal, not_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +40,7 @@ from app.analytics import sqlite_turns as turns
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.db import UTCDateTime, dialect_of, utcnow
-from app.scans.models import Scan, VisitorSalt
+from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 from app.scans.watermark import committed_max_id
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,8 @@ _PURGE_BATCH = 10_000
 
 _COLUMNS = (
     Scan.link_id, Scan.scanned_at, Scan.device, Scan.os, Scan.browser, Scan.country,
-    Scan.referrer_host, Scan.is_bot, Scan.visitor,
+    # Only a person's scan counts: bots' and unknown agents' go to the buckets' `bots` (ScanFacts.is_bot).
+    Scan.referrer_host, not_(COUNTED).label("is_bot"), Scan.visitor, CLASS.label("agent_class"),
 )
 
 
@@ -145,25 +146,37 @@ def rebuild(
     """
     fold_chunk = chunk or (turns.SQLITE_CHUNK if turns.is_sqlite(sessions) else CHUNK)
     with sessions.begin() as session:
-        state = _locked_state(session)
-        if state.purged_before is not None and (since is None or since < state.purged_before):
-            log.warning("analytics_rebuild_clamped", asked=str(since), since=str(state.purged_before))
-            since = state.purged_before
-        start = datetime.combine(since, time(), UTC) if since else None
-        for table in (HourlyBucket, DailyBucket):
-            removal = delete(table)
-            if start is not None:
-                removal = removal.where(table.start >= start)
-            session.execute(removal)
-        # The refold records these days' visitors again.
-        session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
-        low, watermark = 0, state.last_scan_id
-        while low < watermark:
-            high = min(low + fold_chunk, watermark)
-            _fold(session, low, high, state.closed_before, since=start)
-            low = high
-    log.info("analytics_rebuilt", since=str(since), watermark=watermark)
+        since = recount(session, since, chunk=fold_chunk)
     return since, rollup(sessions, chunk=chunk, now=now)
+
+
+def lock(session: Session) -> None:
+    """Take the rollup's lock for the rest of the session's transaction: no rollup folds meanwhile."""
+    _locked_state(session)
+
+
+def recount(session: Session, since: date | None, *, chunk: int = CHUNK) -> date | None:
+    """rebuild's recount, inside the caller's transaction (`qrflow scans reclassify` changes scans in the
+    same one); returns the first day recounted (None: all)."""
+    state = _locked_state(session)
+    if state.purged_before is not None and (since is None or since < state.purged_before):
+        log.warning("analytics_rebuild_clamped", asked=str(since), since=str(state.purged_before))
+        since = state.purged_before
+    start = datetime.combine(since, time(), UTC) if since else None
+    for table in (HourlyBucket, DailyBucket):
+        removal = delete(table)
+        if start is not None:
+            removal = removal.where(table.start >= start)
+        session.execute(removal)
+    # The refold records these days' visitors again.
+    session.execute(delete(VisitorScan).where(VisitorScan.day >= since) if since else delete(VisitorScan))
+    low, watermark = 0, state.last_scan_id
+    while low < watermark:
+        high = min(low + chunk, watermark)
+        _fold(session, low, high, state.closed_before, since=start)
+        low = high
+    log.info("analytics_rebuilt", since=str(since), watermark=watermark)
+    return since
 
 
 def close_days(

@@ -33,7 +33,7 @@ class SeriesPoint(BaseModel):
     ts: datetime = Field(description="The point's start, in `tz`.")
     scans: int = Field(description="Scans by people (bots are not scans).")
     unique: int = Field(description="Distinct visitors in this hour or day.")
-    bots: int
+    bots: int = Field(description="Scans not counted: bots' and unknown agents' (breakdowns.class splits them).")
 
 
 class BreakdownEntry(BaseModel):
@@ -44,11 +44,18 @@ class BreakdownEntry(BaseModel):
 
 
 class Breakdowns(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     device: list[BreakdownEntry] = Field(description="`mobile`, `tablet`, `desktop`, `other`.")
     os: list[BreakdownEntry]
     browser: list[BreakdownEntry]
     country: list[BreakdownEntry] = Field(description="ISO 3166-1 alpha-2 codes.")
     referrer: list[BreakdownEntry] = Field(description="Referrer host names.")
+    class_: list[BreakdownEntry] = Field(
+        alias="class",
+        description="Who scanned: `person` (counted in scans), `bot` (crawlers, link previews, HTTP tools) and "
+        "`unknown` (a user agent naming no browser, OS, device or crawler); the last two are under `bots`.",
+    )
 
 
 class CodeAnalytics(_Range):

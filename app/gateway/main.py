@@ -21,12 +21,13 @@ from app.gateway.hardening import install_safety
 from app.gateway.middleware import RequestContextMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, refuse, serve_redirects_first
-from app.gateway.routers import analytics, batches, health, logos, qrcodes, tasks, webhooks
+from app.gateway.routers import admin, analytics, batches, health, logos, qrcodes, tasks, webhooks
 from app.identity.usage import KeyUsage
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
 from app.messaging import EventPublisher
+from app.scans import agents
 from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spool.open()
         app.state.spool = spool
         caps = ScanCaps(settings.redis_url)
+        await anyio.to_thread.run_sync(agents.load)  # the classifier capped links need, compiled off the loop
         redirector = Redirector(app.state.link_cache, spool, caps)
         # The per-IP limit, when one is set, in front of the redirect alone (the API's is in the stack).
         limiter = RateLimitMiddleware(redirector, settings, refuse) if settings.redirect_rate_limit else None
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logos.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)
+    app.include_router(admin.router)
     batches.install(app)  # with its request body in the document
     webhooks.install(app)  # with each event type's schema
 

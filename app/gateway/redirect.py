@@ -11,7 +11,10 @@ A person is waiting on a phone, so the answer must be fast and must not depend o
   log line per redirect (the scan itself is the record) and no trace span.
 
 HEAD answers like GET but records no scan and uses up none of a capped link's scans: link checkers and
-unfurlers send it, people do not.
+unfurlers send it, people do not. So do prefetches (Sec-Purpose, Purpose or X-Moz: prefetch): a browser
+guessing at a click is not a scan. A capped link's uses are counted for people only: the gateway asks the
+scans worker's classifier (app/scans/agents.py, one cached verdict per user agent), and a bot's or an
+unknown agent's GET is redirected and stored, but uses nothing up.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from app.gateway.middleware import LATENCY, REQUESTS
 from app.links.cache import LinkCache, LinkView
 from app.links.caps import CapUnavailable, ScanCaps
 from app.qrcodes.schemas import SLUG_PATTERN
+from app.scans import agents
 from app.scans.events import MAX_REFERRER, MAX_USER_AGENT, ScanRecorded
 from app.scans.spool import ScanSpool
 
@@ -106,7 +110,9 @@ _OPENAPI_OPERATION: dict[str, Any] = {
     "tags": ["redirect"],
     "summary": "Follow a dynamic code's short link",
     "description": "Where a scanned dynamic code leads: a 302 to the link's current target, and the scan is "
-    "recorded. HEAD answers the same without recording a scan.",
+    "recorded. HEAD and prefetches (Sec-Purpose, Purpose or X-Moz: prefetch) answer the same without recording "
+    "a scan. Only people use up a capped link (max_scans): bots and unknown agents are redirected while uses "
+    "remain, and use none.",
     "operationId": "follow_short_link",
     "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
     "responses": {
@@ -174,16 +180,21 @@ class Redirector:
         if link is None:
             return await refuse(send, headers, 404, "not_found", f"there is no link {slug!r}")
         refusal = link.refusal(utcnow())
+        # A scan is what a browser asked for on a person's behalf: not a HEAD, not a speculative fetch.
+        is_scan = method == "GET" and not _is_prefetch(headers)
         if refusal is None and link.max_scans is not None:
+            # Caps count people: a crawler, a preview fetcher or an unknown agent is let through to the target
+            # (an unfurler needs it) while uses remain, but uses none up.
+            consume = is_scan and agents.classify(_header(headers, b"user-agent", MAX_USER_AGENT)).is_person
             try:
-                if not await self._caps.take(link, consume=method == "GET"):
+                if not await self._caps.take(link, consume=consume):
                     refusal = "exhausted"
             except CapUnavailable as exc:
                 log.error("redirect_cap_unavailable", slug=slug, error=str(exc))
                 return await _unavailable(send, headers)
         if refusal is not None:
             return await refuse(send, headers, 410, "gone", _GONE_MESSAGES[refusal])
-        if method == "GET":
+        if is_scan:
             self._record(scope, headers, link)
         await send(
             {
@@ -243,6 +254,13 @@ def _with_query(target: str, query: str) -> str:
     base, hash_, fragment = target.partition("#")
     joined = f"{base}{'&' if '?' in base else '?'}{query}"
     return f"{joined}{hash_}{fragment}"
+
+
+def _is_prefetch(headers: dict[bytes, bytes]) -> bool:
+    """A browser fetching ahead of a possible click: Sec-Purpose (Chrome, "prefetch" or "prefetch;prerender"),
+    Purpose (older Chrome and Safari), X-Moz (Firefox)."""
+    purpose = headers.get(b"sec-purpose") or headers.get(b"purpose") or headers.get(b"x-moz")
+    return purpose is not None and b"prefetch" in purpose.lower()
 
 
 def _header(headers: dict[bytes, bytes], name: bytes, limit: int) -> str | None:

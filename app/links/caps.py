@@ -3,8 +3,9 @@
 The count lives in Redis (one key per capped link) and is taken by a Lua script, so N concurrent scans of
 a link with max_scans=10 get exactly 10 redirects whichever processes answer them. Uncapped links, nearly
 all of them, never come here. If Redis lost the key (no persistence, a flush), the script restarts it at
-the scans already stored for the link. Every answered redirect counts, bots' included: a link preview
-that was redirected used the link.
+the scans already stored for the link (scans_total: people's). Only people's scans count: the gateway
+takes a use for a person's GET (app/gateway/redirect.py), and only checks the cap for a bot, an unknown
+agent, a prefetch or a HEAD, so a link preview never uses up nor exhausts a link.
 
 With Redis away a capped link cannot be checked: it answers 503 with Retry-After rather than letting
 through redirects it may not have, nor refusing ones it has (see app/gateway/redirect.py).

@@ -6,8 +6,8 @@ referring site, country — and, by default, drops the IP: only an anonymised pr
 and unique visitors are counted through `visitor_hash`, which a daily salt makes impossible to link
 across days or back to an address.
 
-This module is pure and fast: no database, no settings, no network. Real traffic repeats a small set of
-user-agent strings, so the user-agent part is cached per string; the GeoIP database is memory-mapped.
+This module is pure and fast: no database, no settings, no network. The user-agent part is
+app/scans/agents.py's verdict, cached per string; the GeoIP database is memory-mapped.
 """
 
 from __future__ import annotations
@@ -18,44 +18,12 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import maxminddb
-from ua_parser import OS, Parser, UserAgent, load_lazy_builtins
-from ua_parser.regex import (
-    Resolver,  # ua-parser[regex]'s Rust engine: ~30x faster than the pure-Python one
-)
 
-# Real user agents are under ~500 characters; a longer one is noise or an attack, and cutting it keeps
-# both the regex work and the cache's memory bounded.
-_MAX_USER_AGENT = 1024
-
-# ua-parser recognises generic crawlers (device family "Spider") but misses several link-preview fetchers
-# (a chat app unfurling a pasted link "scans" it without anyone looking) and plain HTTP clients, which
-# are scripts, not people. Lower-case substrings: Python's `re` with this many alternatives takes longer
-# than ua-parser's whole parse. WhatsApp's fetcher is matched only as a prefix ("WhatsApp/2.x"), the
-# form it sends, so that an app merely mentioning WhatsApp elsewhere in its user agent is not caught.
-_BOT_MARKERS = (
-    "slackbot", "slack-imgproxy", "facebookexternalhit", "facebot", "twitterbot", "linkedinbot",
-    "telegrambot", "discordbot", "skypeuripreview", "redditbot", "pinterestbot", "iframely", "embedly",
-    "googlebot", "bingbot", "applebot", "headlesschrome", "phantomjs",
-    "curl/", "wget/", "python-requests", "python-httpx", "python-urllib", "aiohttp", "go-http-client",
-    "okhttp", "apache-httpclient", "node-fetch", "axios/", "libwww-perl",
-)
-# TVs and consoles go before the phone/tablet/desktop rules: an Android TV has no "Mobile" (it would be
-# a tablet), a Fire TV ("; AFTMM") has it, and an Xbox says "Windows".
-_TV_OR_CONSOLE_MARKERS = (
-    "android tv", "smart-tv", "smarttv", "googletv", "appletv", "crkey", "roku", "hbbtv", "web0s",
-    "bravia", "; aft", "playstation", "xbox", "nintendo",
-)
-_TABLET_DEVICES = frozenset({"iPad", "Kindle", "Generic Tablet"})
-_TABLET_BRAND = "Generic_Android_Tablet"  # ua-parser's brand for the Android tablet models it knows
-_MOBILE_OS = frozenset({"iOS", "Windows Phone", "BlackBerry OS", "KaiOS", "Firefox OS", "Symbian OS"})
-_DESKTOP_OS = frozenset(
-    {"Windows", "Mac OS X", "Chrome OS", "Linux", "Ubuntu", "Debian", "Fedora", "Linux Mint",
-     "Arch Linux", "openSUSE", "Red Hat", "CentOS", "FreeBSD", "OpenBSD", "NetBSD"}
-)
+from app.scans import agents
+from app.scans.agents import AgentClass
 
 
 @dataclass(frozen=True)
@@ -63,60 +31,14 @@ class ScanFacts:
     browser: str | None  # ua-parser's user-agent family, e.g. "Mobile Safari"
     os: str | None  # ua-parser's OS family, e.g. "iOS"
     device: str  # "mobile", "tablet", "desktop" or "other"
-    is_bot: bool  # crawlers, link-preview fetchers, HTTP tools, no user agent
+    agent_class: AgentClass  # person, bot or unknown (app/scans/agents.py): only people are counted
     referrer_host: str | None  # lower-case host of the Referer
     country: str | None  # ISO 3166-1 alpha-2
     ip_anonymized: str | None  # IPv4 /24 or IPv6 /48 network address, only when asked for
 
-
-class _AgentFacts(NamedTuple):
-    browser: str | None
-    os: str | None
-    device: str
-    is_bot: bool
-
-
-_NO_AGENT = _AgentFacts(None, None, "other", True)
-
-
-@functools.cache
-def _parser() -> Parser:
-    # No cache of ua-parser's own: _agent_facts caches the whole verdict, which is what repeats.
-    return Parser(Resolver(load_lazy_builtins()))
-
-
-@functools.lru_cache(maxsize=4096)
-def _agent_facts(user_agent: str) -> _AgentFacts:
-    # Lone surrogates (a client's broken encoding) cannot cross into Rust.
-    user_agent = user_agent.encode("utf-8", "replace").decode("utf-8")
-    result = _parser().parse(user_agent)
-    browser, os, device = _family(result.user_agent), _family(result.os), result.device
-    lowered = user_agent.lower()
-    is_bot = (
-        (device is not None and device.family == "Spider")
-        or lowered.startswith("whatsapp/")
-        or any(marker in lowered for marker in _BOT_MARKERS)
-    )
-    if is_bot or any(marker in lowered for marker in _TV_OR_CONSOLE_MARKERS):
-        kind = "other"
-    elif device is not None and (device.family in _TABLET_DEVICES or device.brand == _TABLET_BRAND):
-        kind = "tablet"
-    elif os == "Android":
-        # Android browsers put "Mobile" in a phone's user agent and leave it out on a tablet.
-        kind = "mobile" if "Mobile" in user_agent else "tablet"
-    elif os in _MOBILE_OS:
-        kind = "mobile"
-    elif os in _DESKTOP_OS:
-        # An iPad asking for desktop sites says "Macintosh" and lands here: nothing in the string tells.
-        kind = "desktop"
-    else:
-        kind = "other"
-    return _AgentFacts(browser, os, kind, is_bot)
-
-
-def _family(part: UserAgent | OS | None) -> str | None:
-    # "Other" is what ua-parser calls a family that none of its rules names.
-    return part.family if part is not None and part.family not in ("", "Other") else None
+    @property
+    def is_bot(self) -> bool:  # crawlers, link-preview fetchers, HTTP tools, no user agent
+        return self.agent_class == "bot"
 
 
 def _referrer_host(referrer: str | None) -> str | None:
@@ -173,16 +95,16 @@ class Enricher:
     def __init__(self, geoip_db: Path | None = None, keep_anonymized_ip: bool = False) -> None:
         self._geoip = maxminddb.open_database(str(geoip_db)) if geoip_db is not None else None
         self._keep_anonymized_ip = keep_anonymized_ip
-        _parser()  # compile the user-agent rules (~0.2 s) now rather than on the first scan
+        agents.load()  # compile the user-agent rules now rather than on the first scan
 
     def enrich(self, user_agent: str | None, referrer: str | None, ip: str | None) -> ScanFacts:
-        agent = _agent_facts(user_agent[:_MAX_USER_AGENT]) if user_agent and user_agent.strip() else _NO_AGENT
+        agent = agents.classify(user_agent)
         address = _ip(ip)
         return ScanFacts(
             browser=agent.browser,
             os=agent.os,
             device=agent.device,
-            is_bot=agent.is_bot,
+            agent_class=agent.agent_class,
             referrer_host=_referrer_host(referrer),
             country=self._country(address),
             ip_anonymized=_anonymize(address) if address is not None and self._keep_anonymized_ip else None,

@@ -52,11 +52,11 @@ def record_scans(sessions: sessionmaker[Session], enricher: Enricher, scans: lis
         rows = [_row(scan, enricher, salts[scan.occurred_at.date()], stored_at) for scan in kept]
         writing = time.monotonic()  # on SQLite the INSERT takes the write lock (or waits for it)
         inserted = _insert_new_scans(session, rows)
-        added = Counter(link_id for link_id, is_bot, _ in inserted if not is_bot)
+        added = Counter(link_id for link_id, agent_class, _ in inserted if agent_class == "person")
         _count_scans(session, added)
-        # link.scanned for exactly the human scans stored, and link.exhausted (app/webhooks/sources.py).
-        humans = {event_id for _, is_bot, event_id in inserted if not is_bot}
-        webhooks.scans_stored(session, [row for row in rows if row["event_id"] in humans], added)
+        # link.scanned for exactly the people's scans stored, and link.exhausted (app/webhooks/sources.py).
+        people = {event_id for _, agent_class, event_id in inserted if agent_class == "person"}
+        webhooks.scans_stored(session, [row for row in rows if row["event_id"] in people], added)
     # write_s: how long the batch's writes and commit took, waiting for SQLite's lock included (issue #21).
     log.info("scans_stored", received=len(scans), stored=len(inserted), write_s=round(time.monotonic() - writing, 3))
     return len(inserted)
@@ -93,12 +93,12 @@ def _read_salts(session: Session, days: set[date]) -> dict[date, bytes]:
     return {day: salt for day, salt in rows}
 
 
-def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, bool]]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING in one statement; (link id as text, is_bot, event_id) of each row
-    really inserted. The link id comes back as text: made into a UUID once per link by the caller, not
-    once per row (15% of the worker's time per scan in a profile)."""
+def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, str, str]]:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING in one statement; (link id as text, agent class, event id) of
+    each row really inserted. The link id comes back as text: made into a UUID once per link by the caller,
+    not once per row (15% of the worker's time per scan in a profile)."""
     scans = Scan.__table__
-    returning = (cast(scans.c.link_id, String), scans.c.is_bot, scans.c.event_id)
+    returning = (cast(scans.c.link_id, String), scans.c.agent_class, scans.c.event_id)
     if dialect_of(session) is postgresql:
         # One array per column, unnested into rows: a short statement that psycopg parses once and the
         # server prepares, where a VALUES list of 1,000 rows is 14,000 placeholders that psycopg parses
@@ -148,6 +148,7 @@ def _row(scan: ScanRecorded, enricher: Enricher, salt: bytes, stored_at: datetim
         "os": facts.os,
         "device": facts.device,
         "is_bot": facts.is_bot,
+        "agent_class": facts.agent_class,
         "country": facts.country,
         "visitor": visitor_hash(salt, scan.ip, scan.user_agent),
         "ip_anonymized": facts.ip_anonymized,

@@ -14,6 +14,8 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    and_,
+    case,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +47,9 @@ class Scan(Base):
     os: Mapped[str | None] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(8))
     is_bot: Mapped[bool]
+    # person, bot or unknown (app/scans/agents.py); only a person's scan counts. is_bot wins: a row written
+    # without a class (before it existed) is a bot's if it says so (COUNTED, CLASS below).
+    agent_class: Mapped[str] = mapped_column(String(8), server_default="person")
     country: Mapped[str | None] = mapped_column(String(2))
     # Same person, same day → same hash; the raw IP is never stored (see app/scans/ingest.py).
     visitor: Mapped[str] = mapped_column(String(32))
@@ -59,3 +64,8 @@ class VisitorSalt(Base):
 
     day: Mapped[date] = mapped_column(primary_key=True)
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+# What the counts go by: a scan is a person's only if neither column says otherwise.
+COUNTED = and_(Scan.is_bot.is_(False), Scan.agent_class == "person")
+CLASS = case((Scan.is_bot, "bot"), else_=Scan.agent_class)

@@ -19,6 +19,10 @@ class ScanOut(BaseModel):
     os: str | None = Field(None, description="Operating system family, e.g. `iOS`; null when unrecognised.")
     browser: str | None = Field(None, description="Browser family, e.g. `Mobile Safari`; null when unrecognised.")
     is_bot: bool = Field(description="A crawler, a link-preview fetcher or an HTTP tool: not counted in scans_total.")
+    agent_class: str = Field(
+        description="`person`, `bot` or `unknown` (a user agent naming no browser, OS, device or crawler); only a "
+        "person's scan counts in scans_total and the analytics' scans and unique."
+    )
     country: str | None = Field(None, description="ISO 3166-1 alpha-2; null when unknown or not configured.")
     referrer: str | None = Field(None, description="The Referer header, as sent.")
     referrer_host: str | None = Field(None, description="The referrer's host name, lower-case.")
@@ -42,6 +46,7 @@ class ScanOut(BaseModel):
             os=scan.os,
             browser=scan.browser,
             is_bot=scan.is_bot,
+            agent_class="bot" if scan.is_bot else scan.agent_class,
             country=scan.country,
             referrer=scan.referrer,
             referrer_host=scan.referrer_host,

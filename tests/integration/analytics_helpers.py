@@ -8,17 +8,19 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, case, func, insert, literal_column, select, text
+from sqlalchemy import Engine, case, func, insert, literal_column, not_, select, text
 from sqlalchemy.orm import Session
 
 from app.analytics.models import DIMENSIONS, DailyBucket, HourlyBucket
 from app.db import dialect_of, utcnow
 from app.identity.models import Workspace
 from app.links.models import Link
-from app.scans.models import Scan, VisitorSalt
+from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 
 COLUMN = {"device": Scan.device, "os": Scan.os, "browser": Scan.browser, "country": Scan.country,
-          "referrer": Scan.referrer_host}
+          "referrer": Scan.referrer_host, "class": CLASS}
+# Only a person's scan counts (app/scans/agents.py); bots' and unknown agents' are the buckets' `bots`.
+NOT_COUNTED = not_(COUNTED)
 
 
 def new_links(engine: Engine, count: int, workspace: str = "analytics-tests") -> list[uuid.UUID]:
@@ -37,12 +39,12 @@ def new_links(engine: Engine, count: int, workspace: str = "analytics-tests") ->
 
 def scan_row(link_id: uuid.UUID, at: datetime, *, visitor: str = "v", device: str = "mobile", os: str | None = "iOS",
              browser: str | None = "Mobile Safari", country: str | None = None, referrer: str | None = None,
-             bot: bool = False) -> dict:
+             bot: bool = False, agent_class: str | None = None) -> dict:
     return {
         "event_id": uuid.uuid4(), "link_id": link_id, "scanned_at": at, "stored_at": utcnow(),
         "user_agent": "test", "referrer": None, "referrer_host": referrer, "browser": browser, "os": os,
         "device": device, "is_bot": bot, "country": country, "visitor": visitor, "ip_anonymized": None,
-    }
+    } | ({"agent_class": agent_class} if agent_class else {})
 
 
 def insert_scans(engine: Engine, rows: list[dict]) -> None:
@@ -84,9 +86,9 @@ def brute_force(engine: Engine, links: Iterable[uuid.UUID], watermark: int) -> t
     links = list(links)
     hourly: dict = {}
     daily: dict = {}
-    not_bot = case((Scan.is_bot, 0), else_=1)
-    bot = case((Scan.is_bot, 1), else_=0)
-    distinct_visitors = func.count(func.distinct(case((Scan.is_bot, None), else_=Scan.visitor)))
+    not_bot = case((NOT_COUNTED, 0), else_=1)
+    bot = case((NOT_COUNTED, 1), else_=0)
+    distinct_visitors = func.count(func.distinct(case((NOT_COUNTED, None), else_=Scan.visitor)))
     with engine.connect() as connection:
         for dimension in DIMENSIONS:
             value = _value(dimension).label("value")
@@ -103,7 +105,7 @@ def brute_force(engine: Engine, links: Iterable[uuid.UUID], watermark: int) -> t
             per_visitor = (
                 select(Scan.link_id.label("link_id"), value, _day(engine).label("d"), Scan.visitor,
                        func.min(_hour(engine)).label("first"), func.max(_hour(engine)).label("last"))
-                .where(Scan.link_id.in_(links), Scan.id <= watermark, Scan.is_bot.is_(False))
+                .where(Scan.link_id.in_(links), Scan.id <= watermark, COUNTED)
                 .group_by(Scan.link_id, text("value"), text("d"), Scan.visitor)
                 .subquery()
             )

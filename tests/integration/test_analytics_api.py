@@ -28,7 +28,7 @@ from app.identity.models import Scope
 from app.qrcodes.models import QRCode
 from app.scans.models import Scan
 from tests.conftest import _issue
-from tests.integration.analytics_helpers import insert_scans, scan_row
+from tests.integration.analytics_helpers import NOT_COUNTED, insert_scans, scan_row
 from tests.integration.test_qrcodes_api import created
 
 START = datetime(2026, 3, 27, tzinfo=UTC)  # Paris moves its clocks on the 29th: a 23-hour local day
@@ -65,9 +65,9 @@ def analytics(gateway, caller, code_id: str, **params) -> dict:
 def brute(engine, sessions, link_id, start: datetime, end: datetime, **where) -> tuple[int, int, int]:
     """(scans, bots, unique) of the raw scans in [start, end), straight from the table."""
     query = select(
-        func.coalesce(func.sum(case((Scan.is_bot, 0), else_=1)), 0),
-        func.coalesce(func.sum(case((Scan.is_bot, 1), else_=0)), 0),
-        func.count(func.distinct(case((Scan.is_bot, None), else_=Scan.visitor))),
+        func.coalesce(func.sum(case((NOT_COUNTED, 0), else_=1)), 0),
+        func.coalesce(func.sum(case((NOT_COUNTED, 1), else_=0)), 0),
+        func.count(func.distinct(case((NOT_COUNTED, None), else_=Scan.visitor))),
     ).where(Scan.link_id == link_id, Scan.scanned_at >= start, Scan.scanned_at < end,
             Scan.id <= rollups.read_state(sessions).last_scan_id)
     for column, value in where.items():

@@ -17,8 +17,8 @@ from tests.integration.test_qrcodes_api import count_codes, create, created
 URL = {"kind": "url", "data": {"url": "https://example.com/campaign"}}
 LINK_SETTINGS = ("forward_query", "expires_at", "max_scans", "disabled")
 SCAN_FIELDS = {
-    "id", "scanned_at", "stored_at", "device", "os", "browser", "is_bot", "country", "referrer", "referrer_host",
-    "user_agent", "visitor", "ip_anonymized",
+    "id", "scanned_at", "stored_at", "device", "os", "browser", "is_bot", "agent_class", "country", "referrer",
+    "referrer_host", "user_agent", "visitor", "ip_anonymized",
 }
 
 

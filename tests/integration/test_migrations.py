@@ -51,3 +51,25 @@ def test_0007_remembers_the_folded_visitors_of_salted_days_and_drops_the_index_o
             assert "ix_scans_visitor" in {index["name"] for index in inspect(engine).get_indexes("scans")}
         finally:
             engine.dispose()
+
+
+def test_0008_gives_stored_scans_the_class_their_is_bot_says(backend, tmp_path):
+    with fresh_database(backend, tmp_path, revision="0007") as settings:
+        engine = create_sync_engine(settings)
+        try:
+            workspace, link = uuid.uuid4(), uuid.uuid4()
+            at = datetime(2026, 5, 4, 12, tzinfo=UTC)
+            with engine.begin() as connection:
+                connection.execute(insert(Workspace), {"id": workspace, "name": "migrating"})
+                connection.execute(insert(Link), {"id": link, "workspace_id": workspace, "slug": "migrating",
+                                                  "target_url": "https://example.com/"})
+                for row in (scan_row(link, at, visitor="person"), scan_row(link, at, visitor="bot", bot=True)):
+                    connection.execute(insert(Scan.__table__).values(row))
+            upgrade(settings)
+            with engine.connect() as connection:
+                classes = dict(connection.execute(select(Scan.visitor, Scan.agent_class)).all())
+            assert classes == {"person": "person", "bot": "bot"}
+            command.downgrade(alembic_config(settings), "0007")
+            assert "agent_class" not in {column["name"] for column in inspect(engine).get_columns("scans")}
+        finally:
+            engine.dispose()
