@@ -7,7 +7,8 @@ import os
 import secrets
 import sys
 from datetime import datetime
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=Tru
 cli.add_typer(apikey_cli, name="apikey")
 cli.add_typer(batch_cli, name="batch")  # qrflow batch create FILE.csv (app/batch_cli.py)
 console = Console(stderr=True, soft_wrap=True)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 QUEUES = ("qr", "scans", "analytics", "default")
 
@@ -46,14 +50,14 @@ def rollup(
 ) -> None:
     """Fold stored scans into the analytics buckets now (beat does it every minute)."""
     from app.analytics import rollup as rollups
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.db import sync_sessionmaker
     from app.logging import configure_logging
 
     if since is not None and not rebuild:
         raise typer.BadParameter("--from goes with --rebuild", param_hint="--from")
     settings = get_settings()
     configure_logging(settings, service="cli")
-    engine = create_sync_engine(settings)
+    engine = _instance_engine(settings)
     try:
         sessions = sync_sessionmaker(engine)
         if rebuild:
@@ -161,14 +165,23 @@ def flower() -> None:
 
 @apikey_cli.command("create")
 def apikey_create(
-    workspace: Annotated[str, typer.Option(help="Workspace name; created if it does not exist")],
+    workspace: Annotated[str, typer.Option(help="The workspace's name (must exist, unless --create-workspace)")],
     scope: Annotated[Scope, typer.Option(help="read, write (includes read) or admin (includes both)")] = Scope.WRITE,
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by")] = None,
+    create_workspace: Annotated[
+        bool, typer.Option("--create-workspace", help="Create the workspace if there is none of that name")
+    ] = False,
 ) -> None:
     """Issue an API key. It is printed once, on the last line of stdout; only its hash is stored."""
-    from app.identity.service import issue_api_key
+    from app.identity.service import UnknownWorkspace, issue_api_key
 
-    plaintext = _with_session(lambda session: issue_api_key(session, workspace, scope, name))
+    try:
+        plaintext = _with_session(
+            lambda session: issue_api_key(session, workspace, scope, name, create_workspace=create_workspace)
+        )
+    except UnknownWorkspace as unknown:
+        known = ", ".join(repr(n) for n in unknown.known) or "none"
+        _fail(f"no workspace {unknown.name!r} (there are: {known}); add --create-workspace to create it")
     console.print(f"API key for workspace {workspace!r}, scope {scope.value} (shown once):")
     print(plaintext)
 
@@ -185,14 +198,49 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: 
 
 
 def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.db import sync_sessionmaker
 
-    engine = create_sync_engine(get_settings())
+    engine = _instance_engine(get_settings())
     try:
         with sync_sessionmaker(engine).begin() as session:
             return use(session)
     finally:
         engine.dispose()
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(message, markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _instance_engine(settings: Settings) -> Engine:
+    """The database of the instance these settings name, as `qrflow up` finds it; one that is not there
+    (another QRFLOW_DATA_DIR, a mistyped URL) is a message saying what to set, never an empty new one."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import create_sync_engine
+
+    same = (
+        "run it with the QRFLOW_DATA_DIR (or QRFLOW_DATABASE_URL) that `qrflow up` runs with: it prints its data "
+        "directory as Data"
+    )
+    url = make_url(settings.database_url)
+    if settings.is_sqlite and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+        _fail(f"no qrflow database at {url.database} (QRFLOW_DATA_DIR is {settings.data_dir}); {same}")
+    engine = create_sync_engine(settings)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        cause = getattr(exc, "orig", None) or exc
+        _fail(f"cannot open the database {url.render_as_string(hide_password=True)}: {cause}; {same}")
+    if "workspaces" not in tables:
+        engine.dispose()
+        _fail(f"the database {url.render_as_string(hide_password=True)} has no qrflow tables: `qrflow migrate` "
+              f"creates them (`qrflow up` does on start), or {same}")
+    return engine
 
 
 @cli.command()

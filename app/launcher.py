@@ -148,7 +148,10 @@ def _banner(console: Console, settings: Settings, base: str, api_key: str | None
         console.print("  API key    (workspace 'default', scope admin; shown only this once)")
         print(f"QRFLOW_API_KEY={api_key}", flush=True)
     else:
-        console.print("  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key")
+        console.print(
+            "  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key "
+            "(--create-workspace for a new one)"
+        )
     console.print(
         f'  Try:       curl -H "Authorization: Bearer $QRFLOW_API_KEY" {base}/v1/qrcodes\n'
         "  Stop with Ctrl-C.\n"
