@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from app.batch_cli import batch_cli
+from app.cli_help import PlainHelpCommand
 from app.identity.models import Scope
 from app.settings import Settings, get_settings
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 QUEUES = ("qr", "scans", "analytics", "default")
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def migrate() -> None:
     """Apply database migrations (idempotent)."""
     from app.migrate import upgrade
@@ -38,7 +39,7 @@ def migrate() -> None:
     console.print("database is up to date")
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def rollup(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recount the buckets from the raw scans")] = False,
     since: Annotated[
@@ -73,7 +74,7 @@ def rollup(
     )
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def api() -> None:
     """Run the HTTP gateway."""
     import uvicorn
@@ -103,7 +104,7 @@ def _celery(argv: list[str]) -> None:
     sys.exit(celery_app.start(["--quiet", *argv]) or 0)
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def worker(
     queues: Annotated[
         str,
@@ -126,7 +127,7 @@ def worker(
     )
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def beat() -> None:
     """Run Celery beat. Exactly one per deployment."""
     settings = get_settings()
@@ -149,7 +150,7 @@ def flower_password(settings: Settings) -> str:
     return stored.read_text().strip()
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def flower() -> None:
     """Run Flower, behind basic auth, against the same Celery app."""
     from app.logging import configure_logging
@@ -163,7 +164,7 @@ def flower() -> None:
     )
 
 
-@apikey_cli.command("create")
+@apikey_cli.command("create", cls=PlainHelpCommand)
 def apikey_create(
     workspace: Annotated[str, typer.Option(help="The workspace's name (must exist, unless --create-workspace)")],
     scope: Annotated[Scope, typer.Option(help="read, write (includes read) or admin (includes both)")] = Scope.WRITE,
@@ -186,7 +187,7 @@ def apikey_create(
     print(plaintext)
 
 
-@apikey_cli.command("revoke")
+@apikey_cli.command("revoke", cls=PlainHelpCommand)
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: the part after qrf_")]) -> None:
     """Revoke an API key: it stops working at once."""
     from app.identity.service import revoke_api_key
@@ -243,7 +244,7 @@ def _instance_engine(settings: Settings) -> Engine:
     return engine
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway to be ready")] = 90,
 ) -> None:
