@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -98,8 +100,13 @@ def api() -> None:
 
 
 def _celery(argv: list[str]) -> None:
+    from celery.exceptions import SecurityWarning
+
     from workers.celery_app import celery_app
 
+    if get_settings().instance_id:
+        # Started by `qrflow up`, which says once for all its services that they run as root (launcher.py).
+        warnings.filterwarnings("ignore", category=SecurityWarning)
     # --quiet drops Celery's ASCII-art banner; everything else is logged through structlog.
     sys.exit(celery_app.start(["--quiet", *argv]) or 0)
 
@@ -158,6 +165,9 @@ def flower() -> None:
     settings = get_settings()
     password = flower_password(settings)
     configure_logging(settings, service="flower")
+    # Flower asks the workers about themselves as it starts, and warns for each question none answered:
+    # four warnings whenever it starts before the workers do. Its dashboard shows a silent worker anyway.
+    logging.getLogger("flower.inspector").setLevel(logging.ERROR)
     _celery(
         ["flower", "--logging=none", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
          f"--basic-auth={settings.flower_user}:{password}", "--purge_offline_workers=60"]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import structlog
 from rich.console import Console
 
 from app import redis_server
@@ -90,6 +91,10 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     from app.migrate import upgrade
 
     configure_logging(settings, service="supervisor")
+    log = structlog.get_logger("qrflow.up")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Once here rather than once per Celery process (they are told not to repeat it: cli._celery).
+        log.warning("running_as_root", advice="in production, run qrflow as an unprivileged user")
     check_ports(settings)  # before anything is created: a taken port is a message, not a restart loop
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     instance_id = new_instance_id()
@@ -134,6 +139,8 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
         claim.release()
         if own_redis is not None:  # last: the services use it until they are gone
             own_redis.stop()
+        if supervisor is not None:
+            log.info("qrflow_stopped", detail="every service has exited")
 
 
 def _banner(console: Console, settings: Settings, base: str, api_key: str | None) -> None:

@@ -264,6 +264,21 @@ def _stop_and_check_no_orphans(up: Up) -> None:
     assert not left, "processes of qrflow up outlived it:\n" + "\n".join(left) + up.tail()
 
 
+def _check_the_logs_read_well(up: Up) -> None:
+    """What a new user saw in the terminal (issue #14): no warning repeated per process or about workers
+    that are merely not up yet, every line saying which service wrote it, and a last line saying it is over."""
+    stdout, stderr = up.stdout(), up.stderr()
+    both = stdout + stderr
+    assert "superuser privileges" not in both, up.tail()  # said once, as running_as_root, when root
+    assert ("running_as_root" in stderr) == (os.geteuid() == 0), up.tail()
+    assert "Inspect method" not in both, up.tail()
+    assert "Warm shutdown (MainProcess)" not in stdout, up.tail()  # a structured line on stderr instead
+    assert any("Warm shutdown" in line and "service=worker" in line for line in stderr.splitlines()), up.tail()
+    beat_lines = [line for line in stderr.splitlines() if "celery.beat" in line]
+    assert beat_lines and all("service=beat" in line for line in beat_lines), beat_lines
+    assert "qrflow_stopped" in stderr.strip().splitlines()[-1], up.tail()
+
+
 def _create_and_fetch_a_code(up: Up, key: str) -> dict:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=up.api, headers=headers, timeout=10) as client:
@@ -315,6 +330,7 @@ def test_qrflow_up_starts_everything_serves_a_code_and_stops_cleanly(tmp_path: P
         assert (status := _status(up.flower, auth=("admin", password))) == 200, f"Flower as admin: {status}{up.tail()}"
 
         _stop_and_check_no_orphans(up)
+        _check_the_logs_read_well(up)
 
     # --- second start on the same data dir: the workspace exists, no new key -------------------------
     with qrflow_up(tmp_path, data_dir, "second") as again:
