@@ -202,9 +202,11 @@ def _stop(up: Up, timeout: float = STOP_TIMEOUT) -> int | None:
 
 
 @contextmanager
-def qrflow_up(tmp_path: Path, data_dir: Path, run: str, **settings: str | int) -> Iterator[Up]:
-    """Start `qrflow up`; whatever happens, stop it and kill whatever of its tree is left. `settings`
-    override the child's QRFLOW_ variables (api_port=..., redis_url=...)."""
+def qrflow_up(
+    tmp_path: Path, data_dir: Path, run: str, command: list[str] | None = None, **settings: str | int
+) -> Iterator[Up]:
+    """Start `qrflow up` (or `command`, run from the checkout); whatever happens, stop it and kill whatever
+    of its tree is left. `settings` override the child's QRFLOW_ variables (api_port=..., redis_url=...)."""
     api_port, flower_port, redis_port = _free_ports(3)
     api_port, flower_port = int(settings.get("api_port", api_port)), int(settings.get("flower_port", flower_port))
     workdir = tmp_path / f"cwd-{run}"  # no stray .env is picked up from here
@@ -215,8 +217,8 @@ def qrflow_up(tmp_path: Path, data_dir: Path, run: str, **settings: str | int) -
     env.update({f"QRFLOW_{name.upper()}": str(value) for name, value in settings.items()})
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up"],
-            cwd=workdir,
+            command or [sys.executable, "-m", "app.cli", "up"],
+            cwd=PROJECT_ROOT if command else workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
