@@ -1,5 +1,6 @@
 """README runs as written (issue #14): its two commands and every block of its tour, against a real
-`python3 dev.py up`; and every kind's example in docs/api.md is created and rendered by that instance.
+`python3 dev.py up`; so do docs/api.md's bash blocks, and every kind's example there is created and
+rendered by that instance.
 
 The blocks run from the checkout, as a reader runs them, with two substitutions only: the instance's own
 API port for 8000 (so the test never meets a developer's instance) and the key it printed for `qrf_…`.
@@ -29,7 +30,7 @@ from tests.e2e.test_up import PROJECT_ROOT, _stop_and_check_no_orphans, _wait_fo
 pytestmark = pytest.mark.e2e
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-TOUR_FILES = ("poster.png", "codes.csv", "codes.zip")  # what the tour writes in the checkout (.gitignore)
+TOUR_FILES = ("poster.png", "codes.csv", "codes.zip", "code.png")  # what the tour writes in the checkout (.gitignore)
 TOUR_TIMEOUT = 300
 
 
@@ -69,20 +70,38 @@ def test_readme_runs_as_written_and_every_kind_in_the_docs_renders(tmp_path: Pat
             label = line.split("  ")[0].strip() if line.startswith("  ") else line.split("=")[0]
             assert label in up.stderr() + up.stdout(), f"README's banner shows {label!r}{up.tail()}"
 
-        port = up.api.rsplit(":", 1)[1]
-        script = "\n".join(tour).replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("qrf_…", key)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QRFLOW_")} | {"QRFLOW_API_PORT": port}
         with tour_files_set_aside():
-            result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", script],
-                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=TOUR_TIMEOUT,
-            )
-            output = f"\n--- tour stdout ---\n{result.stdout}\n--- tour stderr ---\n{result.stderr}{up.tail()}"
-            assert result.returncode == 0, output
-            _check_the_tour(up, result.stdout, result.stderr, output)
+            stdout, stderr, output = _run_blocks(up, key, tour)
+            _check_the_tour(up, stdout, stderr, output)
+        with tour_files_set_aside():
+            stdout, stderr, output = _run_blocks(up, key, fenced(PROJECT_ROOT / "docs" / "api.md", "bash"))
+            _check_the_api_guide(up, stdout, stderr, output)
 
         _check_every_kind_in_the_docs(up, key)
         _stop_and_check_no_orphans(up)
+
+
+def _run_blocks(up, key: str, blocks: list[str]) -> tuple[str, str, str]:  # noqa: ANN001
+    """The blocks as one bash session from the checkout, on this instance's port and key."""
+    port = up.api.rsplit(":", 1)[1]
+    script = "\n".join(blocks).replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("qrf_…", key)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QRFLOW_")} | {"QRFLOW_API_PORT": port}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=TOUR_TIMEOUT,
+    )
+    output = f"\n--- blocks' stdout ---\n{result.stdout}\n--- blocks' stderr ---\n{result.stderr}{up.tail()}"
+    assert result.returncode == 0, output
+    return result.stdout, result.stderr, output
+
+
+def _check_the_api_guide(up, stdout: str, stderr: str, output: str) -> None:  # noqa: ANN001
+    assert '"status":"ready"' in stdout and '"total":2' in stdout, output
+    assert '"series"' in stdout and '"tz":"Europe/Paris"' in stdout, output
+    assert "saved codes.zip" in stderr, output
+    with Image.open(PROJECT_ROOT / "code.png") as image:
+        decoded = [barcode.text for barcode in zxingcpp.read_barcodes(image)]
+    assert len(decoded) == 1 and decoded[0].startswith(f"{up.api}/r/"), f"code.png decodes to {decoded}{output}"
 
 
 def _check_the_tour(up, stdout: str, stderr: str, output: str) -> None:  # noqa: ANN001
