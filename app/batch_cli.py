@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from app.cli_help import PlainHelpCommand
+
 batch_cli = typer.Typer(help="Create many codes at once from a CSV file.", no_args_is_help=True)
 
 OK, FAILED, REFUSED, PARTLY = 0, 1, 3, 4
@@ -30,7 +32,7 @@ class Failed(Exception):
     """The batch could not be completed; the message says why, for people."""
 
 
-@batch_cli.command("create")
+@batch_cli.command("create", cls=PlainHelpCommand)
 def create(
     file: Annotated[
         Path,
@@ -38,13 +40,17 @@ def create(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="CSV: a header row (kind, url, text, …), then one code per row",
+            metavar="FILE",
+            help="CSV: a header row (kind, url, text, …), then one code per row; or JSON as POST /v1/batches "
+            "takes it ({\"items\": [...]})",
         ),
     ],
     formats: Annotated[
-        str,
-        typer.Option("--format", "-f", help="Image formats in the archive, comma-separated"),
-    ] = "png,svg",
+        str | None,
+        typer.Option(
+            "--format", "-f", help="Image formats in the archive, comma-separated: png, svg, pdf, eps (default png,svg)"
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Where to save the zip; default FILE's name with .zip"),
@@ -60,12 +66,14 @@ def create(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the batch to finish")] = 3600,
 ) -> None:
-    """Create a code per CSV row through the gateway, wait for every image, save the zip."""
+    """Create a code per CSV row (or JSON item) through the gateway, wait for every image, save the zip."""
     import httpx
 
     from app.settings import get_settings
 
     console = Console(stderr=True, soft_wrap=True)
+    if formats is not None:
+        _check_formats(formats)
     if not key:
         console.print(
             "[red]an API key is needed: --key or QRFLOW_API_KEY (qrflow apikey create --workspace NAME)[/red]"
@@ -86,7 +94,7 @@ def run(
     client: Any,
     headers: dict[str, str],
     body: bytes,
-    formats: str,
+    formats: str | None,
     out: Path,
     partial: bool,
     console: Console,
@@ -114,9 +122,28 @@ def run(
     return PARTLY if batch["failed"] or batch["rejected"] else OK
 
 
-def _post(client: Any, headers: dict[str, str], body: bytes, formats: str, partial: bool) -> Any:
-    params = {"formats": formats, **({"partial": "true"} if partial else {})}
-    request_headers = {**headers, "Content-Type": "text/csv", "Idempotency-Key": str(uuid.uuid4())}
+def _check_formats(formats: str) -> None:
+    from app.qrcodes.schemas import IMAGE_FORMATS
+
+    unknown = [f for f in formats.split(",") if f.strip().lower() not in IMAGE_FORMATS]
+    if unknown:
+        raise typer.BadParameter(
+            f"{', '.join(unknown)}: the formats are {', '.join(IMAGE_FORMATS)}", param_hint="--format"
+        )
+
+
+def _is_json(body: bytes) -> bool:
+    """A JSON batch ({"items": [...]}, as POST /v1/batches takes it); anything else is sent as CSV."""
+    return body.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"{", b"[")
+
+
+def _post(client: Any, headers: dict[str, str], body: bytes, formats: str | None, partial: bool) -> Any:
+    is_json = _is_json(body)
+    # A JSON body may name its formats itself; the gateway refuses them given twice.
+    formats = formats or (None if is_json else "png,svg")
+    params = {**({"formats": formats} if formats else {}), **({"partial": "true"} if partial else {})}
+    content_type = "application/json" if is_json else "text/csv"
+    request_headers = {**headers, "Content-Type": content_type, "Idempotency-Key": str(uuid.uuid4())}
     return _retrying(lambda: client.post("/v1/batches", content=body, params=params, headers=request_headers))
 
 

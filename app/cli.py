@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
+import warnings
 from datetime import datetime
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from app.batch_cli import batch_cli
+from app.cli_help import PlainHelpCommand
 from app.identity.models import Scope
 from app.settings import Settings, get_settings
 
@@ -24,10 +28,13 @@ scans_cli = typer.Typer(help="Stored scans.", no_args_is_help=True)
 cli.add_typer(scans_cli, name="scans")
 console = Console(stderr=True, soft_wrap=True)
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 QUEUES = ("qr", "qr_batch", "scans", "analytics", "default", "webhooks")
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def migrate() -> None:
     """Apply database migrations (idempotent)."""
     from app.migrate import upgrade
@@ -36,7 +43,7 @@ def migrate() -> None:
     console.print("database is up to date")
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def rollup(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recount the buckets from the raw scans")] = False,
     since: Annotated[
@@ -48,14 +55,14 @@ def rollup(
 ) -> None:
     """Fold stored scans into the analytics buckets now (beat does it every minute)."""
     from app.analytics import rollup as rollups
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.db import sync_sessionmaker
     from app.logging import configure_logging
 
     if since is not None and not rebuild:
         raise typer.BadParameter("--from goes with --rebuild", param_hint="--from")
     settings = get_settings()
     configure_logging(settings, service="cli")
-    engine = create_sync_engine(settings)
+    engine = _instance_engine(settings)
     try:
         sessions = sync_sessionmaker(engine)
         if rebuild:
@@ -71,7 +78,7 @@ def rollup(
     )
 
 
-@scans_cli.command("reclassify")
+@scans_cli.command("reclassify", cls=PlainHelpCommand)
 def scans_reclassify(
     since: Annotated[
         datetime | None,
@@ -80,12 +87,12 @@ def scans_reclassify(
 ) -> None:
     """Judge stored scans again with the current crawler lists; fix scans_total and the analytics buckets."""
     from app.analytics.reclassify import reclassify
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.db import sync_sessionmaker
     from app.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings, service="cli")
-    engine = create_sync_engine(settings)
+    engine = _instance_engine(settings)
     try:
         report = reclassify(sync_sessionmaker(engine), since.date() if since else None)
     finally:
@@ -97,7 +104,7 @@ def scans_reclassify(
     )
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def api() -> None:
     """Run the HTTP gateway."""
     import uvicorn
@@ -124,13 +131,18 @@ def api() -> None:
 
 
 def _celery(argv: list[str]) -> None:
+    from celery.exceptions import SecurityWarning
+
     from workers.celery_app import celery_app
 
+    if get_settings().instance_id:
+        # Started by `qrflow up`, which says once for all its services that they run as root (launcher.py).
+        warnings.filterwarnings("ignore", category=SecurityWarning)
     # --quiet drops Celery's ASCII-art banner; everything else is logged through structlog.
     sys.exit(celery_app.start(["--quiet", *argv]) or 0)
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def worker(
     queues: Annotated[
         str,
@@ -153,7 +165,7 @@ def worker(
     )
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def beat() -> None:
     """Run Celery beat. Exactly one per deployment."""
     settings = get_settings()
@@ -176,7 +188,7 @@ def flower_password(settings: Settings) -> str:
     return stored.read_text().strip()
 
 
-@cli.command()
+@cli.command(cls=PlainHelpCommand)
 def flower() -> None:
     """Run Flower, behind basic auth, against the same Celery app."""
     from app.logging import configure_logging
@@ -185,6 +197,9 @@ def flower() -> None:
     password = flower_password(settings)
     configure_logging(settings, service="flower")
     _without_server_header()
+    # Flower asks the workers about themselves as it starts, and warns for each question none answered:
+    # four warnings whenever it starts before the workers do. Its dashboard shows a silent worker anyway.
+    logging.getLogger("flower.inspector").setLevel(logging.ERROR)
     _celery(
         ["flower", "--logging=none", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
          f"--basic-auth={settings.flower_user}:{password}", "--purge_offline_workers=60"]
@@ -205,24 +220,33 @@ def _without_server_header() -> None:
     RequestHandler.clear = clear  # type: ignore[method-assign]
 
 
-@apikey_cli.command("create")
+@apikey_cli.command("create", cls=PlainHelpCommand)
 def apikey_create(
-    workspace: Annotated[str, typer.Option(help="Workspace name; created if it does not exist")],
+    workspace: Annotated[str, typer.Option(help="The workspace's name (must exist, unless --create-workspace)")],
     scope: Annotated[
         Scope,
         typer.Option(help="read, write (includes read), admin (includes both), operator (admin and platform-wide)"),
     ] = Scope.WRITE,
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by")] = None,
+    create_workspace: Annotated[
+        bool, typer.Option("--create-workspace", help="Create the workspace if there is none of that name")
+    ] = False,
 ) -> None:
     """Issue an API key. It is printed once, on the last line of stdout; only its hash is stored."""
-    from app.identity.service import issue_api_key
+    from app.identity.service import UnknownWorkspace, issue_api_key
 
-    plaintext = _with_session(lambda session: issue_api_key(session, workspace, scope, name))
+    try:
+        plaintext = _with_session(
+            lambda session: issue_api_key(session, workspace, scope, name, create_workspace=create_workspace)
+        )
+    except UnknownWorkspace as unknown:
+        known = ", ".join(repr(n) for n in unknown.known) or "none"
+        _fail(f"no workspace {unknown.name!r} (there are: {known}); add --create-workspace to create it")
     console.print(f"API key for workspace {workspace!r}, scope {scope.value} (shown once):")
     print(plaintext)
 
 
-@apikey_cli.command("revoke")
+@apikey_cli.command("revoke", cls=PlainHelpCommand)
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: the part after qrf_")]) -> None:
     """Revoke an API key: it stops working at once."""
     from app.identity.service import revoke_api_key
@@ -234,9 +258,9 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: 
 
 
 def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.db import sync_sessionmaker
 
-    engine = create_sync_engine(get_settings())
+    engine = _instance_engine(get_settings())
     try:
         with sync_sessionmaker(engine).begin() as session:
             return use(session)
@@ -244,7 +268,42 @@ def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI co
         engine.dispose()
 
 
-@cli.command()
+def _fail(message: str) -> NoReturn:
+    console.print(message, markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _instance_engine(settings: Settings) -> Engine:
+    """The database of the instance these settings name, as `qrflow up` finds it; one that is not there
+    (another QRFLOW_DATA_DIR, a mistyped URL) is a message saying what to set, never an empty new one."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import create_sync_engine
+
+    same = (
+        "run it with the QRFLOW_DATA_DIR (or QRFLOW_DATABASE_URL) that `qrflow up` runs with: it prints its data "
+        "directory as Data"
+    )
+    url = make_url(settings.database_url)
+    if settings.is_sqlite and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+        _fail(f"no qrflow database at {url.database} (QRFLOW_DATA_DIR is {settings.data_dir}); {same}")
+    engine = create_sync_engine(settings)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        cause = getattr(exc, "orig", None) or exc
+        _fail(f"cannot open the database {url.render_as_string(hide_password=True)}: {cause}; {same}")
+    if "workspaces" not in tables:
+        engine.dispose()
+        _fail(f"the database {url.render_as_string(hide_password=True)} has no qrflow tables: `qrflow migrate` "
+              f"creates them (`qrflow up` does on start), or {same}")
+    return engine
+
+
+@cli.command(cls=PlainHelpCommand)
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway to be ready")] = 90,
 ) -> None:

@@ -47,10 +47,11 @@ class NotReady(Conflict):
 
 
 class Invalid(DomainError):
-    """Well-formed input that the domain refuses (422)."""
+    """Well-formed input that the domain refuses (422). The same code as a malformed one: a client tells
+    them apart by `errors`, never by where in the gateway the check happens to be."""
 
     status = 422
-    code = "invalid"
+    code = "validation_error"
 
 
 class PayloadTooLong(Invalid):

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import httpx
+import structlog
 from rich.console import Console
 
 from app import redis_server
+from app.instance import INSTANCE_HEADER, RedisClaim, check_ports, new_instance_id
 from app.logging import configure_logging
 from app.settings import Settings
 from app.supervisor import Service, Supervisor, _die_with_parent
@@ -65,18 +67,27 @@ def _first_api_key(settings: Settings) -> str | None:
         engine.dispose()
 
 
-def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
+def wait_ready(url: str, instance_id: str, supervisor: Supervisor, timeout: float) -> str | None:
+    """None once this instance's gateway answers ready at `url`; else why not."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return True
+            response = httpx.get(url, timeout=1)
         except httpx.HTTPError:
-            pass
-        if supervisor.stopping or any(s.process and s.process.poll() is not None for s in supervisor.services):
-            return False
+            response = None
+        if response is not None and response.headers.get(INSTANCE_HEADER) not in (None, instance_id):
+            return f"another qrflow instance answers at {url}, not this one's gateway"
+        if response is not None and response.status_code == 200:
+            if response.headers.get(INSTANCE_HEADER) == instance_id:
+                return None
+            return f"something else answers at {url}, not this one's gateway"
+        if supervisor.stopping:
+            return "stopped"
+        exited = [s.name for s in supervisor.services if s.process and s.process.poll() is not None]
+        if exited:
+            return f"{', '.join(exited)} exited before the gateway was ready (its log above says why)"
         time.sleep(0.25)
-    return False
+    return f"the gateway did not become ready at {url} within {timeout:.0f} s"
 
 
 def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
@@ -84,11 +95,20 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     from app.migrate import upgrade
 
     configure_logging(settings, service="supervisor")
+    log = structlog.get_logger("qrflow.up")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Once here rather than once per Celery process (they are told not to repeat it: cli._celery).
+        log.warning("running_as_root", advice="in production, run qrflow as an unprivileged user")
+    check_ports(settings)  # before anything is created: a taken port is a message, not a restart loop
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    instance_id = new_instance_id()
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve(), "instance_id": instance_id})
+    base = f"http://{settings.api_host}:{settings.api_port}"
     redis_url, own_redis = _ensure_redis(settings, console)
     supervisor: Supervisor | None = None
+    claim = RedisClaim(redis_url, instance_id, {"api": base, "data_dir": str(settings.data_dir)})
     try:
+        claim.take()
         upgrade(settings)
         api_key = _first_api_key(settings)
         env = {
@@ -98,6 +118,7 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
             "QRFLOW_DATABASE_URL": settings.database_url,
             "QRFLOW_PUBLIC_BASE_URL": settings.public_base_url,
             "QRFLOW_FLOWER_PASSWORD": flower_password(settings),
+            "QRFLOW_INSTANCE_ID": instance_id,
         }
         qrflow = [sys.executable, "-m", "app.cli"]
         services = [
@@ -108,19 +129,22 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
         ]
         supervisor = Supervisor(services, env)
         supervisor.start()
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        if not _wait_ready(f"{base}/readyz", supervisor, ready_timeout):
-            if supervisor.stopping:
-                return 0
-            console.print(f"[red]the gateway did not become ready at {base}/readyz[/red]")
+        problem = wait_ready(f"{base}/readyz", instance_id, supervisor, ready_timeout)
+        if problem == "stopped":
+            return 0
+        if problem is not None:
+            console.print(f"[red]qrflow did not start: {problem}[/red]")
             return 1
         _banner(console, settings, base, api_key)
-        return supervisor.run()
+        return supervisor.run(on_tick=claim.renew_if_due)
     finally:
         if supervisor is not None:
             supervisor.stop()
+        claim.release()
         if own_redis is not None:  # last: the services use it until they are gone
             own_redis.stop()
+        if supervisor is not None:
+            log.info("qrflow_stopped", detail="every service has exited")
 
 
 def _banner(console: Console, settings: Settings, base: str, api_key: str | None) -> None:
@@ -135,7 +159,10 @@ def _banner(console: Console, settings: Settings, base: str, api_key: str | None
         console.print("  API key    (workspace 'default', scope admin; shown only this once)")
         print(f"QRFLOW_API_KEY={api_key}", flush=True)
     else:
-        console.print("  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key")
+        console.print(
+            "  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key "
+            "(--create-workspace for a new one)"
+        )
     console.print(
         f'  Try:       curl -H "Authorization: Bearer $QRFLOW_API_KEY" {base}/v1/qrcodes\n'
         "  Stop with Ctrl-C.\n"

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # deploy/prometheus.yml). Empty: /metrics is open, which only development allows.
     metrics_token: SecretStr = SecretStr("")
 
+    # Set by `qrflow up` for its services: /readyz echoes it (X-Qrflow-Instance), so `up` knows that the
+    # gateway answering on its port is its own (app/instance.py). Empty outside `qrflow up`.
+    instance_id: str = ""
+
     log_level: str = "INFO"
     # Empty means console in development, json in production.
     log_format: Literal["", "json", "console"] = ""
@@ -137,6 +141,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:
+        if not self.public_base_url and self.environment == "production":
+            # Guessed from api_host it would be http://0.0.0.0:8000 behind a proxy: printed on every code.
+            raise ValueError(
+                "set QRFLOW_PUBLIC_BASE_URL in production (e.g. https://qr.example.com): dynamic codes encode "
+                "it for ever, and the gateway's own address is not where people reach it"
+            )
         if not self.public_base_url:
             self.public_base_url = f"http://{self.api_host}:{self.api_port}"
         self.public_base_url = self.public_base_url.rstrip("/")

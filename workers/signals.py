@@ -4,6 +4,8 @@ and tracing (app/telemetry.py), set up in the process that runs the tasks.
 
 from __future__ import annotations
 
+import sys
+
 import structlog
 from celery import signals
 
@@ -15,10 +17,29 @@ from workers import runtime
 REQUEST_ID_HEADER = "qrflow_request_id"
 
 
+def _service() -> str:
+    """beat or worker: both run this app, and a line must say which one wrote it."""
+    return "beat" if sys.argv[1:2] == ["beat"] else "worker"
+
+
 @signals.setup_logging.connect
 def _setup_logging(**_: object) -> None:
     # Connecting this signal stops Celery from installing its own handlers: one pipeline for all.
-    configure_logging(get_settings(), service="worker")
+    configure_logging(get_settings(), service=_service())
+
+
+def _say(message: str, *_: object) -> None:
+    structlog.get_logger("celery.worker").info(message.strip().removeprefix("worker: "))
+
+
+@signals.worker_init.connect
+def _structured_shutdown_lines(**_: object) -> None:
+    # Celery writes "worker: Warm shutdown (MainProcess)" and its like raw to stdout (os.write, safe from
+    # a signal handler); here they are log lines like every other. The logging lock is reentrant, so a
+    # signal arriving while this thread logs cannot deadlock it.
+    from celery.apps import worker
+
+    worker.safe_say = _say
 
 
 @signals.worker_process_init.connect

@@ -119,7 +119,7 @@ def resolve(
 
 def _too_many(interval: Interval) -> Invalid:
     hint = "narrow the range or ask for interval=day" if interval == "hour" else "narrow the range"
-    return Invalid(f"the range from from to to holds more than {MAX_POINTS} {interval}s; {hint}", field="from")
+    return Invalid(f"the range between `from` and `to` holds more than {MAX_POINTS} {interval}s; {hint}", field="from")
 
 
 def _hours(start: datetime, end: datetime, tz: ZoneInfo) -> list[Point]:

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.errors import UnsupportedMediaType
 from app.identity.models import Scope
 from app.identity.service import Principal, authenticate
 from app.links.cache import LinkCache
@@ -82,3 +83,18 @@ def require(scope: Scope):  # noqa: ANN201 - a dependency factory
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
+
+
+def require_json(request: Request) -> None:
+    """Routes whose body FastAPI reads as JSON: another media type is a 415 saying what to send, not a 422
+    about a dictionary (curl -d sends application/x-www-form-urlencoded unless told otherwise)."""
+    essence = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if essence != "application/json" and not essence.endswith("+json"):
+        got = f"Content-Type {essence!r}" if essence else "no Content-Type"
+        raise UnsupportedMediaType(
+            f"the body must be JSON, sent with Content-Type: application/json ({got})", field="Content-Type"
+        )
+
+
+# After the caller's dependency in a route's parameters: a stranger hears 401, not what the body should be.
+JsonBody = Annotated[None, Depends(require_json)]

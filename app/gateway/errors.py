@@ -50,12 +50,13 @@ class ErrorBody(BaseModel):
     """Every error the API answers with, whatever its status."""
 
     code: str = Field(
-        description="Machine-readable: `validation_error`, `payload_too_long`, `invalid`, `unauthorized`, "
+        description="Machine-readable: `validation_error` (every 422 but `payload_too_long`), `unauthorized`, "
         "`forbidden`, `not_found`, `gone`, `slug_taken`, `not_ready`, `too_large`, `rate_limited`, …"
     )
     message: str = Field(description="For people; names the field at fault, if any.")
-    # Absent (never null) when no single field is at fault.
-    errors: list[ErrorDetail] | SkipJsonSchema[None] = Field(None, description="One entry per bad field.")
+    errors: list[ErrorDetail] = Field(
+        default_factory=list, description="One entry per bad field; empty when no single field is at fault."
+    )
 
 
 _DESCRIPTIONS = {
@@ -129,10 +130,8 @@ def _document_error_bodies(app: FastAPI) -> None:
 
 
 def error_body(code: str, message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if errors:
-        body["errors"] = errors
-    return body
+    # `errors` always, empty when no single field is at fault: one shape for every error a client handles.
+    return {"code": code, "message": message, "errors": errors or []}
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -50,6 +50,7 @@ PREFIX = "/r/"
 ROUTE = "/r/{slug}"
 _SLUG = re.compile(SLUG_PATTERN)
 _NO_STORE = (b"cache-control", b"no-store")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # every response has it (docs/security.md), the 302 too
 # What RedirectResponse leaves unescaped in a Location: the URL's own syntax.
 _URL_SAFE = ":/%#?=@[]!$&'()*+,;"
 _RETRY_SECONDS = 5
@@ -202,7 +203,10 @@ class Redirector:
                 "status": 302,
                 # no-store: browsers must come back every time, so the target can change and every scan counts.
                 "headers": [
-                    (b"location", _location(link, scope["query_string"])), _NO_STORE, (b"content-length", b"0")
+                    (b"location", _location(link, scope["query_string"])),
+                    _NO_STORE,
+                    _NOSNIFF,
+                    (b"content-length", b"0"),
                 ],
             }
         )
@@ -286,7 +290,7 @@ async def refuse(
     if b"application/json" in request_headers.get(b"accept", b""):
         body = json.dumps(error_body(code, message)).encode()
         content_type = b"application/json"
-        security = [(b"x-content-type-options", b"nosniff")]
+        security = [_NOSNIFF]
     else:
         body = _PAGE.format(title=_TITLES[status], message=html.escape(message)).encode()
         content_type = b"text/html; charset=utf-8"

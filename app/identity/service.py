@@ -51,7 +51,18 @@ def get_or_create_workspace(session: Session, name: str) -> Workspace:
     return workspace
 
 
-def issue_api_key(session: Session, workspace_name: str, scope: Scope, name: str | None = None) -> str:
+class UnknownWorkspace(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(name)
+        self.name, self.known = name, known
+
+
+def issue_api_key(
+    session: Session, workspace_name: str, scope: Scope, name: str | None = None, *, create_workspace: bool = True
+) -> str:
+    """A new key of the workspace; without create_workspace, an unknown name (a typo) is UnknownWorkspace."""
+    if not create_workspace and session.scalar(select(Workspace.id).where(Workspace.name == workspace_name)) is None:
+        raise UnknownWorkspace(workspace_name, list(session.scalars(select(Workspace.name).order_by(Workspace.name))))
     workspace = get_or_create_workspace(session, workspace_name)
     key, plaintext = new_api_key(workspace.id, scope, name)
     session.add(key)

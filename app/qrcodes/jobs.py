@@ -41,7 +41,7 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
             return "gone"
         if code.status != Status.PENDING:
             return f"already {code.status}"
-        content, style, workspace_id = code.content, Style.model_validate(code.style), code.workspace_id
+        content, style, workspace_id = code.content, Style.from_stored(code.style), code.workspace_id
         kind = KIND_DATA.get(code.kind)
         logo, missing = None, None
         if style.logo is not None:
@@ -60,7 +60,7 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
         # raises OSError, resvg ValueError, for a file that is not what it was); a code never hangs.
         return _fail(sessions, code_id, str(exc))
     # Colours and logos can make a code that looks right and does not scan: it is read back first.
-    if style.decorated and not reads_back(images["png"], content):
+    if style.read_back and not reads_back(images["png"], content):
         return _fail(sessions, code_id, LOGO_TOO_LARGE if logo else UNREADABLE_COLOURS)
 
     etags = {}

@@ -1,4 +1,4 @@
-"""The worker's own check of a decorated code: an independent decoder (zxing-cpp) must read its PNG back
+"""The worker's own check of a styled code: an independent decoder (zxing-cpp) must read its PNG back
 to exactly the bytes of its content before the code is `ready`. Colours and a logo are where a code can
 look fine and not scan; plain black-on-white codes are not checked (segno's output is the reference).
 """

@@ -175,6 +175,8 @@ async def update_code(
         if value is None and name in _NOT_NULL:
             raise Invalid(f"{name} cannot be null", field=name)
         setattr(code.link, name, value)
+        if name == "target_url" and "url" in code.data:
+            code.data = {**code.data, "url": value}  # what the code's data says is where it leads
     if "title" in given:
         code.title = changes.title
     if "tags" in given:

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -38,7 +39,8 @@ MIN_CONTRAST = 3.0
 
 # Region → (its dark field, its light field); the quiet zone is checked against the finders' dark.
 MODULE_COLOURS = ("finder_dark", "finder_light", "alignment_dark", "alignment_light", "data_dark", "data_light")
-_REGIONS = (("finder_dark", "finder_light"), ("alignment_dark", "alignment_light"), ("data_dark", "data_light"))
+_STORED = "stored"  # validation context: a style loaded from the database (Style.from_stored)
+_REGIONS = [("finder_dark", "finder_light"), ("alignment_dark", "alignment_light"), ("data_dark", "data_light")]
 
 
 def _upper(value: object) -> object:
@@ -102,8 +104,14 @@ class Style(BaseModel):
         description=f"The logo's box as a fraction of the symbol's width; default {LOGO_SIZE_DEFAULT} with a logo.",
     )
 
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> Style:
+        """A style as a code stored it. Codes made before the contrast rule covered `dark` and `light` must
+        still load (and their images be served) whatever their contrast; only new styles are refused."""
+        return cls.model_validate(stored, context={_STORED: True})
+
     @model_validator(mode="after")
-    def _consistent(self) -> Style:
+    def _consistent(self, info: ValidationInfo) -> Style:
         if self.dark[:7] == self.light[:7]:
             raise ValueError("dark and light colours must differ")
         if self.micro and self.error == "H":
@@ -112,7 +120,7 @@ class Style(BaseModel):
             # The quiet zone the standards ask for; stored explicitly so the API shows what was drawn.
             self.border = 2 if self.micro else 4
         self._check_logo()
-        self._check_module_colours()
+        self._check_contrast(stored=bool(info.context and info.context.get(_STORED)))
         return self
 
     def _check_logo(self) -> None:
@@ -128,10 +136,11 @@ class Style(BaseModel):
         if self.logo_size is None:
             self.logo_size = LOGO_SIZE_DEFAULT
 
-    def _check_module_colours(self) -> None:
-        """Only where a module colour was given: dark and light styles stored before these fields existed
-        must still load, whatever their contrast."""
-        pairs = list(_REGIONS)
+    def _check_contrast(self, *, stored: bool) -> None:
+        """One rule for every pair of colours a scanner must tell apart: `dark` on `light` and each region's
+        own. A region's pair is checked where one of its colours was given (else it is dark on light)."""
+        pairs = [] if stored else [("dark", "light")]
+        pairs += _REGIONS
         if self.quiet_zone is not None:
             pairs.append(("finder_dark", "quiet_zone"))
         for dark_field, light_field in pairs:
@@ -157,6 +166,12 @@ class Style(BaseModel):
                     f"{MIN_CONTRAST:.0f}:1 between dark and light modules",
                     getattr(self, field),
                 )
+
+    @property
+    def read_back(self) -> bool:
+        """Every styled code: any colour but black on white, or a logo, is decoded by the worker before
+        `ready` (contrast is a rule of thumb; a decoder is the proof)."""
+        return self.decorated or (self.dark, self.light) != ("#000000", "#ffffff")
 
     @property
     def decorated(self) -> bool:

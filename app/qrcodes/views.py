@@ -9,7 +9,7 @@ from app.qrcodes.schemas import IMAGE_FORMATS, CodeOut, Style
 
 def code_out(code: QRCode, public_base_url: str) -> CodeOut:
     link = code.link
-    style = Style.model_validate(code.style)
+    style = Style.from_stored(code.style)
     # A code with a logo has no EPS image (EPS here has no way to carry one; see decoration.py).
     formats = [fmt for fmt in IMAGE_FORMATS if not (fmt == "eps" and style.logo is not None)]
     return CodeOut(
@@ -18,7 +18,7 @@ def code_out(code: QRCode, public_base_url: str) -> CodeOut:
         status=code.status,
         error=code.error,
         content=code.content,
-        data=code.data,
+        data=_data(code),
         dynamic=link is not None,
         slug=link.slug if link else None,
         short_url=short_url(public_base_url, link.slug) if link else None,
@@ -36,3 +36,11 @@ def code_out(code: QRCode, public_base_url: str) -> CodeOut:
         updated_at=code.updated_at,
         rendered_at=code.rendered_at,
     )
+
+
+def _data(code: QRCode) -> dict:
+    """A dynamic code's `data.url` is its link's current target: one truth after a PATCH of target_url
+    (rows patched before update_code kept them in step still hold the first URL)."""
+    if code.link is not None and "url" in code.data:
+        return {**code.data, "url": code.link.target_url}
+    return code.data

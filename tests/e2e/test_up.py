@@ -202,18 +202,24 @@ def _stop(up: Up, timeout: float = STOP_TIMEOUT) -> int | None:
 
 
 @contextmanager
-def qrflow_up(tmp_path: Path, data_dir: Path, run: str) -> Iterator[Up]:
-    """Start `qrflow up`; whatever happens, stop it and kill whatever of its tree is left."""
+def qrflow_up(
+    tmp_path: Path, data_dir: Path, run: str, command: list[str] | None = None, **settings: str | int
+) -> Iterator[Up]:
+    """Start `qrflow up` (or `command`, run from the checkout); whatever happens, stop it and kill whatever
+    of its tree is left. `settings` override the child's QRFLOW_ variables (api_port=..., redis_url=...)."""
     api_port, flower_port, redis_port = _free_ports(3)
+    api_port, flower_port = int(settings.get("api_port", api_port)), int(settings.get("flower_port", flower_port))
     workdir = tmp_path / f"cwd-{run}"  # no stray .env is picked up from here
     workdir.mkdir()
     marker = uuid.uuid4().hex
     stdout_path, stderr_path = tmp_path / f"up-{run}.stdout", tmp_path / f"up-{run}.stderr"
+    env = _child_env(data_dir, api_port, flower_port, redis_port, marker)
+    env.update({f"QRFLOW_{name.upper()}": str(value) for name, value in settings.items()})
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up"],
-            cwd=workdir,
-            env=_child_env(data_dir, api_port, flower_port, redis_port, marker),
+            command or [sys.executable, "-m", "app.cli", "up"],
+            cwd=PROJECT_ROOT if command else workdir,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
@@ -258,6 +264,21 @@ def _stop_and_check_no_orphans(up: Up) -> None:
     while (left := up.survivors()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, "processes of qrflow up outlived it:\n" + "\n".join(left) + up.tail()
+
+
+def _check_the_logs_read_well(up: Up) -> None:
+    """What a new user saw in the terminal (issue #14): no warning repeated per process or about workers
+    that are merely not up yet, every line saying which service wrote it, and a last line saying it is over."""
+    stdout, stderr = up.stdout(), up.stderr()
+    both = stdout + stderr
+    assert "superuser privileges" not in both, up.tail()  # said once, as running_as_root, when root
+    assert ("running_as_root" in stderr) == (os.geteuid() == 0), up.tail()
+    assert "Inspect method" not in both, up.tail()
+    assert "Warm shutdown (MainProcess)" not in stdout, up.tail()  # a structured line on stderr instead
+    assert any("Warm shutdown" in line and "service=worker" in line for line in stderr.splitlines()), up.tail()
+    beat_lines = [line for line in stderr.splitlines() if "celery.beat" in line]
+    assert beat_lines and all("service=beat" in line for line in beat_lines), beat_lines
+    assert "qrflow_stopped" in stderr.strip().splitlines()[-1], up.tail()
 
 
 def _create_and_fetch_a_code(up: Up, key: str) -> dict:
@@ -311,6 +332,7 @@ def test_qrflow_up_starts_everything_serves_a_code_and_stops_cleanly(tmp_path: P
         assert (status := _status(up.flower, auth=("admin", password))) == 200, f"Flower as admin: {status}{up.tail()}"
 
         _stop_and_check_no_orphans(up)
+        _check_the_logs_read_well(up)
 
     # --- second start on the same data dir: the workspace exists, no new key -------------------------
     with qrflow_up(tmp_path, data_dir, "second") as again:

@@ -19,7 +19,7 @@ from app.gateway.deps import (
 )
 from app.gateway.errors import ErrorBody, error_responses
 from app.qrcodes.batches import intake, service
-from app.qrcodes.batches.schemas import BatchOut, CreateBatch
+from app.qrcodes.batches.schemas import BatchOut, BatchPage, CreateBatch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -124,6 +124,23 @@ async def create_batch(
     )
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch
+
+
+@router.get(
+    "",
+    response_model=BatchPage,
+    responses=error_responses(*_READ),
+    summary="List batches, newest first",
+    description="Each with its progress, as `GET /v1/batches/{id}` shows it; cursor pagination.",
+)
+async def list_batches(
+    principal: Reader,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> BatchPage:
+    items, next_cursor = await service.list_batches(session, principal.workspace_id, limit=limit, cursor=cursor)
+    return BatchPage(items=items, next_cursor=next_cursor)
 
 
 @router.get(

@@ -6,16 +6,25 @@ import uuid
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from app.errors import Invalid, NotFound
-from app.gateway.deps import LinkCacheDep, PublisherDep, Reader, SessionDep, SettingsDep, StoreDep, Writer
+from app.gateway.deps import (
+    JsonBody,
+    LinkCacheDep,
+    PublisherDep,
+    Reader,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    Writer,
+)
 from app.gateway.errors import ErrorBody, error_responses
 from app.gateway.images import MEDIA_TYPES, rescale_png
 from app.qrcodes import service
 from app.qrcodes.content import Kind
-from app.qrcodes.schemas import CREATE_EXAMPLES, CodeOut, CodePage, CreateCode, ImageFormat, UpdateCode
+from app.qrcodes.schemas import CREATE_EXAMPLES, IMAGE_FORMATS, CodeOut, CodePage, CreateCode, UpdateCode
 from app.qrcodes.views import code_out
 from app.scans.schemas import ScanOut, ScanPage
 
@@ -36,6 +45,7 @@ _RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+_NOT_JSON = "The body is not sent as `Content-Type: application/json`"
 # The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded at any
 # length (base64, then JSON).
 PageCursor = Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")]
@@ -49,7 +59,8 @@ PageLimit = Annotated[int, Query(ge=1, le=200)]
     responses={
         202: {"description": "Accepted: the code is stored, pending; a worker renders it", "headers": _LOCATION},
         **error_responses(
-            *_WRITE, 409, 413,
+            *_WRITE, 409, 413, 415,
+            _415=_NOT_JSON,
             _409="The slug is taken (`slug_taken`), or a request with the same Idempotency-Key is still being "
             "processed (`idempotency_key_in_use`, with Retry-After)",
             _422="Invalid input (`errors` names each bad field), or content too long for a QR code "
@@ -61,6 +72,7 @@ PageLimit = Annotated[int, Query(ge=1, le=200)]
 async def create_code(
     request: Annotated[CreateCode, Body(openapi_examples=CREATE_EXAMPLES)],
     principal: Writer,
+    _json: JsonBody,
     session: SessionDep,
     publisher: PublisherDep,
     link_cache: LinkCacheDep,
@@ -103,13 +115,14 @@ async def get_code(code_id: uuid.UUID, principal: Reader, session: SessionDep, s
 @router.patch(
     "/{code_id}",
     response_model=CodeOut,
-    responses=error_responses(*_WRITE, 404, 413),
+    responses=error_responses(*_WRITE, 404, 413, 415, _415=_NOT_JSON),
     summary="Change title, tags, or a dynamic code's target and limits (the image stays the same)",
 )
 async def update_code(
     code_id: uuid.UUID,
     changes: UpdateCode,
     principal: Writer,
+    _json: JsonBody,
     session: SessionDep,
     publisher: PublisherDep,
     link_cache: LinkCacheDep,
@@ -178,13 +191,16 @@ async def list_scans(
 )
 async def get_image(
     code_id: uuid.UUID,
-    fmt: ImageFormat,
+    # Any name: an unknown format is an image this code does not have (404), not invalid input (422).
+    fmt: Annotated[str, Path(json_schema_extra={"enum": list(IMAGE_FORMATS)})],
     request: Request,
     principal: Reader,
     session: SessionDep,
     store: StoreDep,
     scale: Annotated[int | None, Query(ge=1, le=50, description="PNG only: pixels per module")] = None,
 ) -> Response:
+    if fmt not in IMAGE_FORMATS:
+        raise NotFound(f"there is no image.{fmt}: the formats are {', '.join(IMAGE_FORMATS)}", field="fmt")
     code = await service.get_code(session, principal.workspace_id, code_id)
     key, etag = service.stored_image_key(code, fmt)
     stored_scale = code.style["scale"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select
+from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from app.qrcodes.batches.intake import Accepted
 from app.qrcodes.batches.models import Batch, BatchItem
 from app.qrcodes.logos import Logo
 from app.qrcodes.models import QRCode, QRCodeTag, Status
+from app.qrcodes.repository import Cursor
 
 # Bound parameters per IN (...): far below SQLite's and PostgreSQL's limits.
 _IN_CHUNK = 1000
@@ -51,6 +52,15 @@ class BatchRepository:
         return await self.session.scalar(
             select(Batch).where(Batch.id == batch_id, Batch.workspace_id == workspace_id)
         )
+
+    async def page(self, workspace_id: uuid.UUID, *, limit: int, after: Cursor | None) -> list[Batch]:
+        """The workspace's batches, newest first, after the cursor's position."""
+        query = select(Batch).where(Batch.workspace_id == workspace_id)
+        if after is not None:
+            earlier = Batch.created_at < after.created_at
+            query = query.where(or_(earlier, and_(Batch.created_at == after.created_at, Batch.id < after.id)))
+        query = query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
+        return list(await self.session.scalars(query))
 
     async def taken_slugs(self, slugs: Iterable[str]) -> set[str]:
         wanted, taken = list(slugs), set()

@@ -58,3 +58,8 @@ class BatchOut(BaseModel):
     created_at: datetime
     finished_at: datetime | None = Field(None, description="When the last code was rendered; null until then.")
     archive: str = Field(description="URL of the zip of every image and manifest.csv (409 until finished).")
+
+
+class BatchPage(BaseModel):
+    items: list[BatchOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null at the end.")

@@ -32,6 +32,7 @@ from app.qrcodes.batches.intake import Intake, RowError
 from app.qrcodes.batches.models import Batch
 from app.qrcodes.batches.repository import BatchRepository, Progress, rows_to_insert
 from app.qrcodes.batches.schemas import MAX_LISTED_ERRORS, BatchError, BatchOut
+from app.qrcodes.repository import Cursor
 from app.storage import ImageStore
 
 log = structlog.get_logger(__name__)
@@ -159,7 +160,22 @@ def chunks(ids: list[uuid.UUID], size: int) -> Iterator[list[uuid.UUID]]:
 
 
 async def get_batch(session: AsyncSession, workspace_id: uuid.UUID, batch_id: uuid.UUID) -> BatchOut:
-    batch = await _get(session, workspace_id, batch_id)
+    return await _with_progress(session, await _get(session, workspace_id, batch_id))
+
+
+async def list_batches(
+    session: AsyncSession, workspace_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[list[BatchOut], str | None]:
+    """A page of the workspace's batches, newest first, and the cursor of the next (None at the end): the
+    way back to a batch whose POST response was lost."""
+    after = Cursor.decode(cursor) if cursor else None
+    batches = await BatchRepository(session).page(workspace_id, limit=limit + 1, after=after)
+    page = batches[:limit]
+    next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if len(batches) > limit else None
+    return [await _with_progress(session, batch) for batch in page], next_cursor
+
+
+async def _with_progress(session: AsyncSession, batch: Batch) -> BatchOut:
     repository = BatchRepository(session)
     progress = await repository.progress(batch.id)
     failures = await repository.failures(batch.id, MAX_LISTED_ERRORS) if progress.counts.get("failed") else []
