@@ -3,7 +3,7 @@
 Existing rows get the class their is_bot says; `qrflow scans reclassify` then judges them again with the
 current lists, and finds the unknown ones.
 
-Revision ID: 0008_scan_truth
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07 19:50:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0008_scan_truth'
+revision: str = '0008'
 down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

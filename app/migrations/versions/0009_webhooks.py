@@ -1,7 +1,7 @@
 """webhooks: endpoints, the outbox of events, deliveries and their attempts (app/webhooks/models.py)
 
-Revision ID: 0008_webhooks
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 19:17:59.416856
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import app.db
 
-revision: str = '0008_webhooks'
-down_revision: str | None = '0007'
+revision: str = '0009'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
