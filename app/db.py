@@ -88,7 +88,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Checkpoint the WAL every ~16 MB rather than ~4 MB: a scans batch dirties the same index pages as
     # the one before, and each checkpoint writes them back (and syncs) once. 13–21% less time per stored
-    # scan, 2–11% less CPU (300k scans in-process, three runs each; see README).
+    # scan, 2–11% less CPU (300k scans in-process, three runs each; bench/results/ingest.md).
     cursor.execute("PRAGMA wal_autocheckpoint=4000")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(0, ge=0)  # 0: one process per core
     # How far workers lower their CPU priority (nice) below the gateway's. On a host they share, the
     # redirect (someone waiting on a phone) goes first and a backlog, durable in the spool and the queue,
-    # waits: measured in README's redirect and ingest benchmarks. 0 keeps them level.
+    # waits: measured in the redirect and ingest benchmarks (docs/benchmarks.md). 0 keeps them level.
     worker_nice: int = Field(10, ge=0, le=19)
 
     # Safety (app/gateway/ratelimit.py, idempotency.py, limits.py).

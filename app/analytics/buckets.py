@@ -10,7 +10,7 @@ Those earlier scans are few (the visitor hash is salted per UTC day: they are on
 day), so a fold costs in proportion to the new scans, however many the link already has that day. Nothing
 is recounted from the raw table: unique counts stay exact with additive upserts. If earlier scans are no
 longer there (retention deleted them), a returning visitor looks new and counts again: only then are
-unique counts approximate (README, Analytics).
+unique counts approximate (docs/api.md, Analytics).
 """
 
 from __future__ import annotations

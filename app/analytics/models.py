@@ -77,7 +77,7 @@ class RollupState(Base):
     # Every scan stored before this moment is in the buckets (null: no rollup yet).
     as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Retention has deleted raw scans of UTC days before this one (null: none deleted). Late scans of those
-    # days are added to their buckets as they come: their visitors may count twice (README, Analytics).
+    # days are added to their buckets as they come: their visitors may count twice (docs/api.md, Analytics).
     purged_before: Mapped[date | None] = mapped_column(Date)
     # Days before this one are closed: their daily buckets are complete (later days: hourly buckets only).
     closed_before: Mapped[date | None] = mapped_column(Date)
@@ -95,7 +95,7 @@ class VisitorScan(Base):
     A table of the rollup's rather than an index on scans.visitor: a hash is random, and an index kept in
     random order cost ingestion a page written per stored scan once it outgrew the cache, more the larger
     the table (SQLite, 200,000 scans: 18 µs per scan at first and 45 at the end with it, ~15 throughout
-    without it; README, Benchmarks).
+    without it; bench/results/ingest.md).
     Here rows are written by the rollup, a chunk at a time in key order, off the scans' path, and only for
     days whose visitor salt still exists: once a salt is gone no scan can carry that day's hashes again
     (app/scans/ingest.py), so the table holds a day or two of scans however many the scans table keeps."""

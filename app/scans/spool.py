@@ -8,7 +8,7 @@ burst of 10,000 scans is about ten tasks.
 
 Why a process and not a thread: publishing 1,000 events (JSON, base64, a Redis round trip) holds the GIL
 for milliseconds, and the redirect's event loop waited for it: with a flusher thread the gateway served
-23k redirects/s at p99 8.6 ms; without the publishing in its process, 27k/s at p99 4.5 ms (README).
+23k redirects/s at p99 8.6 ms; without the publishing in its process, 27k/s at p99 4.5 ms (bench/results/ingest.md).
 
 What it guarantees, and how:
 - Durable before answered. `append` is a single write(2) of one JSON line to a file opened O_APPEND.
