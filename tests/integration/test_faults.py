@@ -4,13 +4,12 @@ process, an unreachable database."""
 from __future__ import annotations
 
 import os
+import re
 import signal
-import subprocess
-import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psutil
 import pytest
@@ -21,6 +20,7 @@ from app.redis_server import RedisServer, find_binary, free_port
 from tests.conftest import wait_until_rendered
 from tests.decoding import decode_png
 from tests.integration.test_qrcodes_api import created
+from tests.integration.worker_processes import Processes, celery_on, render_rows
 
 
 @contextmanager
@@ -48,14 +48,6 @@ def isolated_broker(backend, redis_url: str, db: int) -> tuple[Celery, dict[str,
         "QRFLOW_LOG_FORMAT": "json",
     }
     return celery, env
-
-
-def celery_on(broker_url: str) -> Celery:
-    """The real configuration, on another broker."""
-    app = Celery("qrflow-fault-test")
-    app.config_from_object("celeryconfig")
-    app.conf.broker_url = app.conf.result_backend = broker_url
-    return app
 
 
 def test_broker_down_at_publish_time_leaves_no_code_pending(gateway, alice, tmp_path):
@@ -119,31 +111,143 @@ def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, ba
     assert wait_until_rendered(gateway, alice, code["id"], timeout=60)["status"] == "ready"
 
 
+# The platform's processes for the kill tests, with short intervals: beat's republisher runs every second
+# and a claim is dead past a 30 s hard time limit (the codes here render in about a second).
+RECOVERY_ENV = {
+    "QRFLOW_RENDER_REPUBLISH_INTERVAL_SECONDS": "1",
+    "QRFLOW_RENDER_REPUBLISH_AFTER_SECONDS": "5",
+    "QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS": "15",
+    "QRFLOW_TASK_TIME_LIMIT_SECONDS": "30",
+}
+
+
 @pytest.mark.e2e
 def test_worker_processes_killed_mid_render_lose_no_code(gateway, alice, backend, redis_url, tmp_path):
-    """acks_late + reject_on_worker_lost: a SIGKILLed pool process's task goes back to the queue."""
-    celery, env = isolated_broker(backend, redis_url, db=7)
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "-Q", "qr", "-c", "2"], env=env, stdout=log, stderr=log
-    )
+    """A SIGKILLed pool process's render comes back: its message is requeued (acks_late +
+    reject_on_worker_lost) or, when the kill loses it (celery#3541), beat's republisher sees the code's
+    claim is dead and publishes it again, within the bound of docs/architecture.md's fault table. No code is
+    published again that was not lost: at most one republished render per kill."""
+    platform = Processes(backend, redis_url, db=7, tmp_path=tmp_path, **RECOVERY_ENV)
     try:
+        worker = platform.worker("qr,default")
+        platform.beat()
+        platform.wait_for_log("ready.")
         # Big, slow-to-draw codes keep both pool processes busy while we kill them.
         body = {"kind": "text", "data": {"text": "ÿ" * 1000}, "style": {"error": "L", "scale": 12}}
-        with gateway_publishing_to(gateway, celery):
+        with gateway_publishing_to(gateway, platform.celery):
             ids = [created(gateway, alice, body)["id"] for _ in range(40)]
         kills = _kill_pool_processes(worker.pid, times=3)
-        codes = [wait_until_rendered(gateway, alice, code_id, timeout=120) for code_id in ids]
+        # The bound: the republisher's interval past a dead claim, a hard time limit (30 s) and its grace
+        # (30 s) for a message the worker still holds, and the 40 renders, with a wide margin for a busy host.
+        codes = [wait_until_rendered(gateway, alice, code_id, timeout=180) for code_id in ids]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-        log.close()
+        platform.stop()
     assert kills == 3
     assert [c["status"] for c in codes] == ["ready"] * len(ids)
-    logged = Path(tmp_path / "worker.log").read_text()
+    logged = platform.logs()
     assert "WorkerLostError" in logged or "exited with 'signal 9" in logged, "no task was running when killed"
+    assert sum(event["count"] for event in platform.logged_events("renders_republished")) <= kills
+    assert all(row["claimed"] is None for row in render_rows(backend, ids).values())
     for code in codes[:3]:
         assert decode_png(gateway.get(code["images"]["png"], headers=alice.headers).content) == [code["content"]]
+
+
+# A code that renders far past a few seconds wherever it runs: the largest symbol at the largest scale,
+# with a module colour, so the worker also reads the 10,450-pixel PNG back (about 2 s of drawing, then 15 s
+# of decoding, on the machine the tests were written on).
+POISON = {
+    "kind": "text",
+    "data": {"text": "ÿ" * 1270},
+    "style": {"error": "L", "scale": 50, "border": 16, "data_dark": "#202020"},
+}
+
+
+@pytest.mark.e2e
+def test_a_render_past_its_soft_time_limit_is_tried_3_times_then_failed_with_the_reason(
+    gateway, alice, backend, redis_url, tmp_path
+):
+    """SoftTimeLimitExceeded is a failed attempt: the worker sends the code back at once (no beat runs
+    here), and the third one makes it `failed` with the reason."""
+    platform = Processes(
+        backend, redis_url, db=10, tmp_path=tmp_path,
+        QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS="1", QRFLOW_TASK_TIME_LIMIT_SECONDS="120",
+    )
+    try:
+        platform.worker("qr", concurrency=1)
+        with gateway_publishing_to(gateway, platform.celery):
+            poison = created(gateway, alice, POISON)
+            innocent = created(gateway, alice, {"kind": "text", "data": {"text": "rendered all the same"}})
+        failed = wait_until_rendered(gateway, alice, poison["id"], timeout=240)
+        ready = wait_until_rendered(gateway, alice, innocent["id"], timeout=60)
+    finally:
+        platform.stop()
+    assert failed["status"] == "failed"
+    assert failed["error"] == "rendering did not finish in 3 attempts; the last one exceeded its time budget"
+    assert ready["status"] == "ready"
+    assert render_rows(backend, [poison["id"]])[uuid.UUID(poison["id"])]["attempts"] == 3
+    attempts = [e for e in platform.logged_events("render_attempt_failed") if e["code_id"] == poison["id"]]
+    assert [e["attempt"] for e in attempts] == [1, 2, 3]
+
+
+@pytest.mark.e2e
+def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_is(
+    gateway, alice, backend, redis_url, tmp_path
+):
+    """Issue #14, item 7: codes older than the republisher's threshold that wait in the queue (no render
+    worker runs) are left alone, run after run; a code and a batch whose messages never reached the broker
+    are published again, once."""
+    from app.broker_inventory import BrokerInventory
+    from tests.integration.batch_helpers import batch_code_ids, post_batch, unpublished_batch
+
+    platform = Processes(backend, redis_url, db=11, tmp_path=tmp_path, **RECOVERY_ENV)
+    try:
+        with gateway_publishing_to(gateway, platform.celery):
+            waiting = [created(gateway, alice, {"kind": "text", "data": {"text": f"waiting {i}"}}) for i in range(30)]
+            rows = [{"kind": "text", "data": {"text": f"waiting row {i}"}} for i in range(150)]  # two chunks
+            response = post_batch(gateway, alice, {"items": rows})
+            assert response.status_code == 202, response.text
+        queued = platform.queue_length()
+        assert queued == 32
+        with gateway_publishing_to(gateway, celery_on(f"redis://127.0.0.1:{free_port()}/0")):
+            lost = created(gateway, alice, {"kind": "text", "data": {"text": "never published"}})
+        lost_batch = unpublished_batch(gateway, alice, [["text", f"never published row {i}"] for i in range(3)])
+        time.sleep(6)  # every one of them is now older than the threshold (5 s)
+
+        platform.worker("default", concurrency=1)  # the republishers' queue; nothing renders
+        platform.beat()
+        runs = _republisher_runs(platform, at_least=5)
+        assert platform.queue_length() == queued + 2
+        held = {
+            str(code_id)
+            for message in BrokerInventory(platform.celery).held("qr")
+            for code_id in message.kwargs["event"].get("code_ids") or [message.kwargs["event"].get("code_id")]
+        }
+        in_batches = [*batch_code_ids(backend, response.json()["id"]), *batch_code_ids(backend, lost_batch["id"])]
+        assert {c["id"] for c in [*waiting, lost]} | {str(i) for i in in_batches} == held
+        assert [e["count"] for e in platform.logged_events("renders_republished")] == [1]
+        assert [e["count"] for e in platform.logged_events("batch_renders_republished")] == [3]
+        assert runs >= 5
+
+        platform.worker("qr")  # and what waited renders, once
+        for code in [*waiting, lost]:
+            assert wait_until_rendered(gateway, alice, code["id"], timeout=120)["status"] == "ready"
+    finally:
+        platform.stop()
+
+
+def _republisher_runs(platform: Processes, at_least: int, timeout: float = 60) -> int:
+    """Wait until both republishers have run `at_least` times (as their tasks' success lines say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = platform.logs()
+        runs = min(
+            len(re.findall(rf"Task {re.escape(task)}\[[^\]]+\] succeeded", logs))
+            for task in ("qrcodes.republish_stale_renders", "qrcodes.republish_stale_batch_renders")
+        )
+        if runs >= at_least:
+            return runs
+        assert time.monotonic() < deadline, f"the republishers ran {runs} times"
+        time.sleep(0.5)
 
 
 def _kill_pool_processes(worker_pid: int, times: int) -> int:
