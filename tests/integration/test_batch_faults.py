@@ -166,4 +166,5 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
     assert [(e["row"], e["message"]) for e in batch["errors"]] == [(2, reason)]
     assert (rows[poison]["status"], rows[poison]["attempts"], rows[poison]["error"]) == ("failed", 3, reason)
     assert (rows[last]["status"], rows[last]["attempts"]) == ("ready", 1)
-    assert platform.logs().count("Hard time limit (3.0s) exceeded") == 3
+    # (The limit is every task's: on a busy host a republisher's run may pass it too, and is only retried.)
+    assert platform.logs().count("Hard time limit (3.0s) exceeded for qrcodes.render_batch") == 3
