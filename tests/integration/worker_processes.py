@@ -84,7 +84,7 @@ class Processes:
         with redis.Redis.from_url(self.broker_url) as broker:
             return broker.llen(queue)
 
-    def wait_for_log(self, needle: str, timeout: float = 60) -> None:
+    def wait_for_log(self, needle: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while needle not in self.logs():
             assert time.monotonic() < deadline, f"{needle!r} never logged"
