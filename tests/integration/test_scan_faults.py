@@ -161,8 +161,9 @@ def test_a_gateway_killed_after_answering_loses_no_scan(platform, alice):
     shipper = _shipper(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    # Its shipper sees it gone and exits: the dead gateway's spool is now whoever adopts it.
-    shipper.wait(5)
+    # Its shipper sees it gone and exits: the dead gateway's spool is now whoever adopts it. (Within a
+    # second when the host is idle; the margin is for a host busy with other test runs.)
+    shipper.wait(60)
     spooled = b"".join(p.read_bytes() for p in (platform.tmp_path / "data" / "spool").glob("*/seg-*.jsonl"))
     assert spooled.count(b"\n") == 50
     assert platform.stored(code["slug"]) == (0, 0)
