@@ -36,17 +36,17 @@ class BrokerInventory:
         takes meanwhile moves from the one to the other, so it is seen at least once."""
         with self._celery.connection_for_read() as connection:
             channel = connection.default_channel
-            client = channel.client  # applies the transport's global_keyprefix, if any
+            client = channel.client
             # kombu's own names for the queue's lists (one per priority step) and its unacked indices.
             for key in dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps):
                 start = 0
-                while raws := client.lrange(key, start, start + _PAGE - 1):
+                while raws := client.lrange(_prefixed(client, "LRANGE", key), start, start + _PAGE - 1):
                     for raw in raws:
                         yield self._read(channel, json.loads(raw), None)
                     start += _PAGE
             taken = client.zrange(channel.unacked_index_key, 0, -1, withscores=True)
             taken_at = {tag.decode(): score for tag, score in taken}
-            for tag, raw in client.hscan_iter(channel.unacked_key, count=_PAGE):
+            for tag, raw in client.hscan_iter(_prefixed(client, "HSCAN", channel.unacked_key), count=_PAGE):
                 payload, _exchange, routing_key = json.loads(raw)
                 if routing_key == queue:
                     yield self._read(channel, payload, taken_at.get(tag.decode(), 0.0))
@@ -56,3 +56,10 @@ class BrokerInventory:
         message = Message(payload, channel=channel)
         _args, kwargs, _embed = message.decode()  # Celery's message protocol 2: body is (args, kwargs, embed)
         return HeldMessage(task=message.headers.get("task", ""), kwargs=kwargs, taken_at=taken_at)
+
+
+def _prefixed(client: object, command: str, key: str) -> str:
+    """The key as Redis knows it: kombu's client adds the transport's `global_keyprefix` (instances sharing
+    a Redis) to the commands kombu itself sends, which do not include LRANGE and HSCAN."""
+    prefix = getattr(client, "global_keyprefix", "")
+    return key if not prefix or command in getattr(client, "PREFIXED_SIMPLE_COMMANDS", ()) else prefix + key

@@ -323,3 +323,30 @@ def test_images_left_by_an_interrupted_render_are_swept_when_the_code_is_ready(g
         assert set(directory.iterdir()) == expected
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("prefix", ["", "instance-b:"])
+def test_the_broker_inventory_reads_waiting_and_taken_messages_under_any_key_prefix(redis_url, prefix):
+    """What the republishers read (app/broker_inventory.py), on a real Redis: the queue's list and kombu's
+    unacked hash, with the transport's global_keyprefix (instances sharing one Redis) or without."""
+    import redis
+
+    from app.broker_inventory import BrokerInventory
+    from app.qrcodes.events import RenderRequested
+
+    broker_url = redis_url.rsplit("/", 1)[0] + "/14"
+    with redis.Redis.from_url(broker_url) as client:
+        client.flushdb()
+    celery = celery_on(broker_url)
+    celery.conf.broker_transport_options = {**celery.conf.broker_transport_options, "global_keyprefix": prefix}
+    ids = [uuid.uuid4() for _ in range(3)]
+    for code_id in ids:
+        assert EventPublisher(celery).publish(RenderRequested(code_id=code_id))
+    with celery.connection_for_read() as connection:
+        taken = connection.default_channel.basic_get("qr", no_ack=False)  # as a worker takes one
+        assert taken is not None
+        held = list(BrokerInventory(celery).held("qr"))
+    assert sorted((m.kwargs["event"]["code_id"], m.taken_at is None) for m in held) == sorted(
+        (str(code_id), str(code_id) != taken.decode()[1]["event"]["code_id"]) for code_id in ids
+    )
+    assert {m.task for m in held} == {RenderRequested.task_name}
