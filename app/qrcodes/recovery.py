@@ -37,8 +37,8 @@ log = structlog.get_logger(__name__)
 
 QUEUE = "qr"  # where renders and chunks wait (celeryconfig.task_routes)
 _IN_CHUNK = 1000
-# A worker's main process hands a killed process's message back to the queue within about 10 s of the
-# death (billiard's lost-worker timeout): a message it still holds well after can only be lost with it.
+# A worker's main process hands a killed process's message back to the queue as soon as it reaps the
+# process (celery's AsynPool marks the job lost at once): a message it still holds well after is lost.
 _HANDBACK_GRACE = timedelta(seconds=30)
 
 
