@@ -222,8 +222,11 @@ def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_
             rows = [{"kind": "text", "data": {"text": f"waiting row {i}"}} for i in range(150)]  # two chunks
             response = post_batch(gateway, alice, {"items": rows})
             assert response.status_code == 202, response.text
-        queued = platform.queue_length()
-        assert queued == 32
+        queued = 32  # the gateway publishes from a background thread: wait until they are all there
+        deadline = time.monotonic() + 60
+        while platform.queue_length() < queued:
+            assert time.monotonic() < deadline, f"{platform.queue_length()} of {queued} messages published"
+            time.sleep(0.1)
         with gateway_publishing_to(gateway, celery_on(f"redis://127.0.0.1:{free_port()}/0")):
             lost = created(gateway, alice, {"kind": "text", "data": {"text": "never published"}})
         lost_batch = unpublished_batch(gateway, alice, [["text", f"never published row {i}"] for i in range(3)])
@@ -251,7 +254,7 @@ def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_
         platform.stop()
 
 
-def _republisher_runs(platform: Processes, at_least: int, timeout: float = 60) -> int:
+def _republisher_runs(platform: Processes, at_least: int, timeout: float = 300) -> int:
     """Wait until both republishers have run `at_least` times (as their tasks' success lines say)."""
     deadline = time.monotonic() + timeout
     while True:
