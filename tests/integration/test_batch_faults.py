@@ -152,11 +152,13 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
             time.sleep(0.2)
         rows = render_rows(backend, [first, poison, last])
         assert (rows[poison]["status"], rows[last]["status"]) == ("pending", "pending")
-        assert rows[poison]["attempts"] == 1 and rows[last]["attempts"] == 0
+        # (On a busy host the kill can come while a fresh pool process still sets up: then no render began.)
+        assert rows[poison]["attempts"] <= 1 and rows[last]["attempts"] == 0
         assert rows[poison]["claimed"] == rows[last]["claimed"] is not None
 
         platform.beat()
-        batch = wait_until_finished(gateway, alice, response.json()["id"], timeout=180)
+        batch = wait_until_finished(gateway, alice, response.json()["id"], timeout=240)
+        kills = platform.logs().count(f"Hard time limit ({limit}s) exceeded for qrcodes.render_batch")
         time.sleep(5)  # beat's republisher runs five more times: nothing is sent again
         rows = render_rows(backend, [first, poison, last])
     finally:
@@ -169,5 +171,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
     assert [(e["row"], e["message"]) for e in batch["errors"]] == [(2, reason)]
     assert (rows[poison]["status"], rows[poison]["attempts"], rows[poison]["error"]) == ("failed", 3, reason)
     assert (rows[last]["status"], rows[last]["attempts"]) == ("ready", 1)
-    # (The limit is every task's: on a busy host a republisher's run may pass it too, and is only retried.)
-    assert platform.logs().count(f"Hard time limit ({limit}s) exceeded for qrcodes.render_batch") == 3
+    # Three renders of the poison code died, and nothing was sent again once it failed. (The limit is every
+    # task's: on a busy host a republisher's run may pass it too, and is only run again.)
+    assert kills >= 3
+    assert platform.logs().count(f"Hard time limit ({limit}s) exceeded for qrcodes.render_batch") == kills
