@@ -170,7 +170,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
     assert (batch["status"], batch["done"], batch["failed"]) == ("failed", 2, 1)
     assert [(e["row"], e["message"]) for e in batch["errors"]] == [(2, reason)]
     assert (rows[poison]["status"], rows[poison]["attempts"], rows[poison]["error"]) == ("failed", 3, reason)
-    assert (rows[last]["status"], rows[last]["attempts"]) == ("ready", 1)
+    assert rows[last]["status"] == "ready" and rows[first]["status"] == "ready"
     # Three renders of the poison code died, and nothing was sent again once it failed. (The limit is every
     # task's: on a busy host a republisher's run may pass it too, and is only run again.)
     assert kills >= 3
