@@ -163,7 +163,7 @@ POISON = {
 }
 
 
-def poison_time_limit() -> float:
+def poison_time_limit(share: float = 1 / 3) -> float:
     """A time limit the poison code reliably runs past and a small code (with a fresh pool process's set-up)
     reliably stays under, on this host as busy as it is now: a third of what the poison takes here. The
     workers of these tests run at the test's own priority (QRFLOW_WORKER_NICE=0), so they see the same."""
@@ -174,7 +174,7 @@ def poison_time_limit() -> float:
     started = time.monotonic()
     images = render_images(POISON["data"]["text"], Style.model_validate(POISON["style"]))
     assert reads_back(images["png"], POISON["data"]["text"])
-    return round(max(1.0, (time.monotonic() - started) / 3), 1)
+    return round(max(0.5, (time.monotonic() - started) * share), 1)
 
 
 @pytest.mark.e2e
@@ -185,7 +185,10 @@ def test_a_render_past_its_soft_time_limit_is_tried_3_times_then_failed_with_the
     makes it `failed` with the reason. (A task can also pass the soft limit before its render claims the
     code, e.g. while a fresh pool process builds its resources on a busy host: then beat's republisher
     finds the unclaimed code in no message, as it would after any lost publish.)"""
-    limits = {"QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS": str(poison_time_limit()), "QRFLOW_TASK_TIME_LIMIT_SECONDS": "120"}
+    # A fifth: the host's load can drop while the test runs. A task that passes the limit before its render
+    # claims the code is not counted, and comes back through beat.
+    soft_limit = poison_time_limit(1 / 5)
+    limits = {"QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS": str(soft_limit), "QRFLOW_TASK_TIME_LIMIT_SECONDS": "120"}
     platform = Processes(backend, redis_url, db=10, tmp_path=tmp_path, QRFLOW_WORKER_NICE="0", **RECOVERY_ENV | limits)
     try:
         platform.worker("qr,default", concurrency=1)
@@ -198,11 +201,14 @@ def test_a_render_past_its_soft_time_limit_is_tried_3_times_then_failed_with_the
     finally:
         platform.stop()
     assert failed["status"] == "failed"
-    assert failed["error"] == "rendering did not finish in 3 attempts; the last one exceeded its time budget"
+    assert failed["error"].startswith("rendering did not finish in 3 attempts; the last one "), failed["error"]
     assert ready["status"] == "ready"
     assert render_rows(backend, [poison["id"]])[uuid.UUID(poison["id"])]["attempts"] == 3
     attempts = [e for e in platform.logged_events("render_attempt_failed") if e["code_id"] == poison["id"]]
     assert [e["attempt"] for e in attempts] == [1, 2, 3]
+    # The soft limit lands in the read-back's C code and is raised when it returns; on a host short of
+    # memory the 109-megapixel read-back can raise first (zxing-cpp's TypeError): an attempt all the same.
+    assert "exceeded its time budget" in {e["cause"] for e in attempts}
 
 
 @pytest.mark.e2e
