@@ -38,7 +38,9 @@ accept_content = ["json"]
 
 # A message is acknowledged after its task finished, not when it was received, so a worker that dies
 # mid-task leaves it on the broker; and when a pool process is killed (OOM, SIGKILL) the message is
-# requeued instead of acknowledged. Every task is idempotent, so a redelivery is harmless.
+# requeued instead of acknowledged. Every task is idempotent, so a redelivery is harmless. Neither is a
+# guarantee on Redis: a kill can lose the message with the process (celery#3541). A render claims its
+# code, and the republisher sends again what a dead claim leaves behind (app/qrcodes/recovery.py).
 task_acks_late = True
 task_reject_on_worker_lost = True
 
@@ -78,9 +80,13 @@ task_ignore_result = True
 result_expires = 24 * 3600
 result_extended = True
 
-# A render takes milliseconds; a task stuck for a minute is a bug, and the hard limit frees its process.
-task_soft_time_limit = 30
-task_time_limit = 60
+# A render takes milliseconds; a task stuck for a minute is a bug, and the hard limit frees its process
+# (30 s and 60 s by default; settings.task_*time_limit_seconds). Past the soft limit a task gets
+# SoftTimeLimitExceeded and a render counts a failed attempt and goes back to the broker; past the hard
+# one the pool process is SIGKILLed and Celery acknowledges the message (acks_on_failure_or_timeout), so
+# the render's dead claim is what brings it back (app/qrcodes/recovery.py), a bounded number of times.
+task_soft_time_limit = _settings.task_soft_time_limit_seconds or None
+task_time_limit = _settings.task_time_limit_seconds
 
 # Events for Flower: sent, started, succeeded, failed, retried.
 worker_send_task_events = True

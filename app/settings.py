@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # redirect (someone waiting on a phone) goes first and a backlog, durable in the spool and the queue,
     # waits: measured in the redirect and ingest benchmarks (docs/benchmarks.md). 0 keeps them level.
     worker_nice: int = Field(10, ge=0, le=19)
+    # Celery's time limits for every task (celeryconfig.py). A render takes well under a second and a
+    # chunk hands its rest on at half the soft limit: the limits are for a task that is stuck. Past the
+    # soft one the task gets SoftTimeLimitExceeded and stops cleanly (0: none); past the hard one its pool
+    # process is SIGKILLed. Both stay well under the broker's visibility_timeout (900 s).
+    task_soft_time_limit_seconds: float = Field(30.0, ge=0, le=600)
+    task_time_limit_seconds: float = Field(60.0, gt=0, le=600)
+    # A code whose render died (its process killed: out of memory, the hard time limit), ran past the soft
+    # limit or raised this many times is `failed` with the reason, instead of being tried for ever.
+    render_max_attempts: int = Field(3, ge=1, le=10)
 
     # Safety (app/gateway/ratelimit.py, idempotency.py, limits.py).
     # Requests per API key on /v1, a moving window in Redis, e.g. "600/minute"; empty turns it off.
@@ -152,6 +161,12 @@ class Settings(BaseSettings):
         self.public_base_url = self.public_base_url.rstrip("/")
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'qrflow.db').resolve()}"
+        return self
+
+    @model_validator(mode="after")
+    def _soft_time_limit_first(self) -> Settings:
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ValueError("task_soft_time_limit_seconds must be under task_time_limit_seconds (or 0: none)")
         return self
 
     @property

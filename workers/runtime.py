@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.broker_inventory import BrokerInventory
 from app.db import create_sync_engine, sync_sessionmaker
 from app.messaging import EventPublisher
+from app.qrcodes.jobs import Attempts
+from app.qrcodes.recovery import LostAfter
 from app.scans.enrichment import Enricher
 from app.settings import Settings, get_settings
 from app.storage import ImageStore, LocalImageStore
@@ -26,6 +30,7 @@ class WorkerRuntime:
     sessions: sessionmaker[Session]
     store: ImageStore
     publisher: EventPublisher
+    inventory: BrokerInventory
     enricher: Enricher
     pid: int = field(default_factory=os.getpid)
 
@@ -50,7 +55,19 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         sessions=sync_sessionmaker(engine),
         store=LocalImageStore(settings.images_dir),
         publisher=EventPublisher(celery_app),
+        inventory=BrokerInventory(celery_app),
         enricher=Enricher(settings.geoip_db, settings.keep_anonymized_ip),
+    )
+
+
+def attempts(settings: Settings) -> Attempts:
+    return Attempts(max=settings.render_max_attempts)
+
+
+def lost_after(settings: Settings) -> LostAfter:
+    return LostAfter(
+        unclaimed=timedelta(seconds=settings.render_republish_after_seconds),
+        time_limit=timedelta(seconds=settings.task_time_limit_seconds),
     )
 
 

@@ -2,22 +2,25 @@
 
 Rendering is idempotent: images are written under content-addressed keys before the row says `ready`,
 a code that is already ready (a redelivered message) or deleted is left alone, and images no row names
-are swept.
+are swept. Each render claims its code and counts the attempt (claims.py), so a render that dies or runs
+out of time is tried a bounded number of times, and a lost one is found again (recovery.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import exists, select, update
+from billiard.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow
 from app.messaging import EventPublisher
-from app.qrcodes.batches.models import BatchItem
+from app.qrcodes import claims
 from app.qrcodes.content import KIND_DATA
 from app.qrcodes.decoration import LogoSource
 from app.qrcodes.events import RenderRequested
@@ -32,9 +35,77 @@ from app.webhooks import sources as webhooks
 
 log = structlog.get_logger(__name__)
 
+# render_code's outcome for an attempt that failed and may be tried again: the caller sends it back.
+RETRY = "retry"
+# The database being away is waited out by the task's retries (workers/retries.py), not counted here.
+_DATABASE_DOWN = (OperationalError, InterfaceError)
 
-def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uuid.UUID) -> str:
-    """Render a code's images; returns what happened, for logs and tests."""
+
+@dataclass(frozen=True)
+class Attempts:
+    """How many renders of a code may start (settings.render_max_attempts)."""
+
+    max: int = 3
+
+
+DEFAULT_ATTEMPTS = Attempts()
+
+
+def render_code(
+    sessions: sessionmaker[Session], store: ImageStore, code_id: uuid.UUID, attempts: Attempts = DEFAULT_ATTEMPTS
+) -> str:
+    """Render a code's images; returns what happened, for logs and tests (RETRY: send it again)."""
+    try:
+        attempt = claims.start_attempt(sessions, code_id, attempts.max)
+    except SoftTimeLimitExceeded:
+        return RETRY  # out of time before it started (a task's first moments on a loaded host): not counted
+    if attempt is None:
+        return _not_started(sessions, code_id, attempts.max)
+    try:
+        return _render_claimed(sessions, store, code_id)
+    except _DATABASE_DOWN:
+        raise
+    except Exception as exc:  # SoftTimeLimitExceeded included: any failure counts, and is bounded
+        cause = "exceeded its time budget" if isinstance(exc, SoftTimeLimitExceeded) else f"raised {exc!r}"[:300]
+        log.warning("render_attempt_failed", code_id=str(code_id), attempt=attempt, cause=cause)
+        if attempt >= attempts.max:
+            return _fail(sessions, code_id, f"rendering did not finish in {attempt} attempts; the last one {cause}")
+        claims.release(sessions, [code_id])
+        return RETRY
+
+
+def render_requested(
+    sessions: sessionmaker[Session],
+    store: ImageStore,
+    publisher: EventPublisher,
+    code_id: uuid.UUID,
+    attempts: Attempts,
+) -> str:
+    """A single code's render (qrcodes.render): an attempt that failed goes back to the broker at once."""
+    outcome = render_code(sessions, store, code_id, attempts)
+    if outcome == RETRY and not publisher.publish(RenderRequested(code_id=code_id)):
+        return "left_for_republisher"  # unclaimed, pending and in no message: recovery.py finds it
+    return outcome
+
+
+def _not_started(sessions: sessionmaker[Session], code_id: uuid.UUID, max_attempts: int) -> str:
+    with sessions() as session:
+        code = session.get(QRCode, code_id)
+        if code is None or code.deleted_at is not None:
+            return "gone"
+        if code.status != Status.PENDING:
+            return f"already {code.status}"
+    # Every attempt started and none ended: an attempt that raised says so itself, so the last one's
+    # process died with it.
+    return _fail(
+        sessions,
+        code_id,
+        f"rendering did not finish in {max_attempts} attempts; the last one's process was killed "
+        "(past the hard time limit, or out of memory)",
+    )
+
+
+def _render_claimed(sessions: sessionmaker[Session], store: ImageStore, code_id: uuid.UUID) -> str:
     with sessions() as session:
         code = session.get(QRCode, code_id)
         if code is None or code.deleted_at is not None:
@@ -57,7 +128,7 @@ def render_code(sessions: sessionmaker[Session], store: ImageStore, code_id: uui
         images = render_images(content, style, kind.symbol if kind else FREE, logo)
     except (ValueError, OSError) as exc:
         # The capacity check makes a too-long payload unreachable, and logos were checked on upload (Pillow
-        # raises OSError, resvg ValueError, for a file that is not what it was); a code never hangs.
+        # raises OSError, resvg ValueError, for a file that is not what it was): no attempt would do better.
         return _fail(sessions, code_id, str(exc))
     # Colours and logos can make a code that looks right and does not scan: it is read back first.
     if style.read_back and not reads_back(images["png"], content):
@@ -104,45 +175,18 @@ def _finish(
         result = session.execute(
             update(QRCode)
             .where(QRCode.id == code_id, QRCode.status == Status.PENDING, QRCode.deleted_at.is_(None))
-            .values(status=status, images=images or {}, error=error, rendered_at=now, updated_at=now)
+            .values(
+                status=status,
+                images=images or {},
+                error=error,
+                rendered_at=now,
+                updated_at=now,
+                render_claimed_by=None,
+                render_claimed_at=None,
+            )
         )
         if result.rowcount == 1:
             webhooks.render_finished(session, code_id)  # qrcode.ready/failed, batch.completed: the outbox
             return status.value
         code = session.get(QRCode, code_id)
         return "gone" if code is None or code.deleted_at is not None else f"already {code.status}"
-
-
-def republish_stale_renders(
-    sessions: sessionmaker[Session], publisher: EventPublisher, older_than: timedelta, limit: int = 1000
-) -> int:
-    """Publish renders again for codes pending longer than `older_than`.
-
-    They were committed but their render was never published (the broker was down) or the message was
-    lost with the broker's data. Each one's clock restarts, so a code is republished at most once per
-    `older_than`, and a long queue is not flooded with duplicates (which would be harmless anyway).
-    """
-    cutoff = utcnow() - older_than
-    with sessions() as session:
-        stale = list(
-            session.scalars(
-                select(QRCode.id)
-                .where(
-                    QRCode.status == Status.PENDING,
-                    QRCode.deleted_at.is_(None),
-                    QRCode.render_requested_at < cutoff,
-                    # A batch's codes are republished in chunks (batches/jobs.republish_stale_batch_renders).
-                    ~exists().where(BatchItem.code_id == QRCode.id),
-                )
-                .order_by(QRCode.render_requested_at)
-                .limit(limit)
-            )
-        )
-    published = [code_id for code_id in stale if publisher.publish(RenderRequested(code_id=code_id))]
-    if published:
-        with sessions.begin() as session:
-            session.execute(
-                update(QRCode).where(QRCode.id.in_(published)).values(render_requested_at=utcnow())
-            )
-        log.info("renders_republished", count=len(published), stale=len(stale))
-    return len(published)

@@ -25,6 +25,8 @@ class QRCode(Base):
         Index("ix_qrcodes_workspace_created", "workspace_id", "created_at", "id"),
         # The republisher's scan for stale pending renders.
         Index("ix_qrcodes_status_render_requested", "status", "render_requested_at"),
+        # The republisher's look at claimed pending renders (app/qrcodes/claims.py).
+        Index("ix_qrcodes_status_render_claimed", "status", "render_claimed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -42,6 +44,12 @@ class QRCode(Base):
     images: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     render_requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who is rendering it ("host:pid" of the pool process) and since when, and how many renders started:
+    # a claim whose process is gone tells a lost render from a queued one, and the count bounds how often
+    # a code that kills its process is tried (app/qrcodes/claims.py).
+    render_claimed_by: Mapped[str | None] = mapped_column(String(255))
+    render_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    render_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

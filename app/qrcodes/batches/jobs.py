@@ -4,32 +4,32 @@ A chunk renders each of its codes with jobs.render_code, the very function of a 
 idempotence comes with it: a code already ready (a redelivered chunk, a duplicate from the republisher)
 or deleted is skipped, images are content-addressed, and the pending → ready update is conditional. A
 worker killed mid-chunk (acks_late, reject_on_worker_lost) gets the chunk again and renders only what
-is still pending; nothing is duplicated.
+is still pending; nothing is duplicated. A chunk claims its codes when it starts (claims.py): if its
+process dies and the message is lost or acknowledged (the hard time limit), the republisher sees the
+dead claim and sends the codes again (recovery.py).
+
+Each code is isolated: one that raises or runs out of time is sent back alone, and codes that had
+started before (one of them may be what killed the process) go after the fresh ones, so a code that
+kills its process every time cannot keep the others pending. It is tried a bounded number of times.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
 from app.messaging import EventPublisher
-from app.qrcodes import jobs
+from app.qrcodes import claims, jobs
 from app.qrcodes.batches.events import BatchChunkRequested
-from app.qrcodes.batches.models import BatchItem
 from app.qrcodes.models import QRCode, Status
 from app.storage import ImageStore
 
 log = structlog.get_logger(__name__)
-
-_IN_CHUNK = 1000
 
 
 def render_chunk(
@@ -38,70 +38,40 @@ def render_chunk(
     publisher: EventPublisher,
     chunk: BatchChunkRequested,
     budget_seconds: float,
+    attempts: jobs.Attempts = jobs.DEFAULT_ATTEMPTS,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, int]:
-    """Render the chunk's pending codes, in order. Past `budget_seconds` (large codes draw slowly) the
-    rest is handed on as a new chunk message, so a task stays far from its time limit, which would kill
-    it and redeliver it for ever. Returns what happened to how many codes, for logs and tests."""
+    """Render the chunk's pending codes, fresh ones first. Past `budget_seconds` (large codes draw slowly,
+    or one ran past the soft time limit) the rest is handed on as a new chunk message, so a task stays far
+    from its hard time limit. Returns what happened to how many codes, for logs and tests."""
     with sessions() as session:
-        live = set(
-            session.scalars(
-                select(QRCode.id).where(
+        started_before = dict(
+            session.execute(
+                select(QRCode.id, QRCode.render_attempts).where(
                     QRCode.id.in_(chunk.code_ids), QRCode.status == Status.PENDING, QRCode.deleted_at.is_(None)
                 )
-            )
+            ).all()
         )
-    todo = [code_id for code_id in chunk.code_ids if code_id in live]
+    todo = sorted((code_id for code_id in chunk.code_ids if code_id in started_before), key=started_before.get)
     outcomes: Counter[str] = Counter(skipped=len(chunk.code_ids) - len(todo))
+    claims.claim(sessions, todo)
+    again = []
     started = clock()
     for index, code_id in enumerate(todo):
         if index and clock() - started > budget_seconds:
-            rest = todo[index:]
-            # Published before this message is acknowledged: a worker dying now leaves both, which
-            # costs a few skipped codes. If the broker refuses, the republisher finds them pending.
-            handed_on = publisher.publish(BatchChunkRequested(batch_id=chunk.batch_id, code_ids=rest))
-            outcomes["handed_on" if handed_on else "left_for_republisher"] += len(rest)
+            again += todo[index:]
             break
-        outcomes[jobs.render_code(sessions, store, code_id)] += 1
+        outcome = jobs.render_code(sessions, store, code_id, attempts)
+        if outcome == jobs.RETRY:
+            again.append(code_id)
+        else:
+            outcomes[outcome] += 1
+    if again:
+        # Published before this message is acknowledged: a worker dying now leaves both, which costs a
+        # few skipped codes. If the broker refuses, they are unclaimed and in no message: the republisher
+        # finds them.
+        claims.release(sessions, again)
+        handed_on = publisher.publish(BatchChunkRequested(batch_id=chunk.batch_id, code_ids=again))
+        outcomes["handed_on" if handed_on else "left_for_republisher"] += len(again)
     log.info("batch_chunk_rendered", batch_id=str(chunk.batch_id), **outcomes)
     return dict(outcomes)
-
-
-def republish_stale_batch_renders(
-    sessions: sessionmaker[Session],
-    publisher: EventPublisher,
-    older_than: timedelta,
-    chunk_size: int,
-    limit: int = 10_000,
-) -> int:
-    """Publish chunks again for batch codes pending longer than `older_than` (the broker was down when
-    the gateway published, or the messages were lost with the broker's data). As republish_stale_renders
-    does for single codes, which leaves batch codes to this one; each code's clock restarts."""
-    cutoff = utcnow() - older_than
-    with sessions() as session:
-        stale = session.execute(
-            select(BatchItem.batch_id, QRCode.id)
-            .join(QRCode, QRCode.id == BatchItem.code_id)
-            .where(QRCode.status == Status.PENDING, QRCode.deleted_at.is_(None), QRCode.render_requested_at < cutoff)
-            .order_by(BatchItem.batch_id, BatchItem.row)
-            .limit(limit)
-        ).all()
-    by_batch: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for batch_id, code_id in stale:
-        by_batch.setdefault(batch_id, []).append(code_id)
-    published: list[uuid.UUID] = []
-    for batch_id, code_ids in by_batch.items():
-        for start in range(0, len(code_ids), chunk_size):
-            ids = code_ids[start : start + chunk_size]
-            if publisher.publish(BatchChunkRequested(batch_id=batch_id, code_ids=ids)):
-                published += ids
-    if published:
-        with sessions.begin() as session:
-            for start in range(0, len(published), _IN_CHUNK):
-                session.execute(
-                    update(QRCode)
-                    .where(QRCode.id.in_(published[start : start + _IN_CHUNK]))
-                    .values(render_requested_at=utcnow())
-                )
-        log.info("batch_renders_republished", count=len(published), stale=len(stale), batches=len(by_batch))
-    return len(published)

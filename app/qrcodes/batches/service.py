@@ -2,8 +2,8 @@
 
 Create: read and validate every row (in a thread), then one transaction writes the batch and all its
 codes, then the render is published as chunk events, a few per batch (BatchChunkRequested). Commit first,
-publish after, as for single codes: a publish that fails leaves codes pending, and the stale-render
-republisher (jobs.republish_stale_batch_renders) publishes their chunks again.
+publish after, as for single codes: a publish that fails leaves codes pending, and the lost-render
+republisher (app/qrcodes/recovery.py) publishes their chunks again.
 
 Progress is never stored: it is counted from the codes' statuses, so a redelivered chunk, a worker that
 died or a deleted code cannot make it drift.

@@ -1,0 +1,65 @@
+"""What the broker holds for a queue: the messages waiting in it, and those a worker took and has not
+acknowledged yet (kombu's Redis transport keeps each in its `unacked` hash, with the time it was taken
+in `unacked_index`, until the ack).
+
+The republishers ask it before they publish a render again: a code whose message is held is waiting, not
+lost, and publishing it again would only grow the queue it waits in (issue #14, item 7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from celery import Celery
+from kombu.transport.virtual import Message
+
+# Messages read per round trip: a backlog of any length is read in bounded pieces.
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    task: str
+    kwargs: dict
+    # When a worker took it (seconds since the epoch), or None while it waits in the queue.
+    taken_at: float | None
+
+
+class BrokerInventory:
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    def held(self, queue: str) -> Iterator[HeldMessage]:
+        """The queue's waiting messages first, then those taken and unacknowledged. A message a worker
+        takes meanwhile moves from the one to the other, so it is seen at least once."""
+        with self._celery.connection_for_read() as connection:
+            channel = connection.default_channel
+            client = channel.client
+            # kombu's own names for the queue's lists (one per priority step) and its unacked indices.
+            for key in dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps):
+                start = 0
+                while raws := client.lrange(_prefixed(client, "LRANGE", key), start, start + _PAGE - 1):
+                    for raw in raws:
+                        yield self._read(channel, json.loads(raw), None)
+                    start += _PAGE
+            taken = client.zrange(channel.unacked_index_key, 0, -1, withscores=True)
+            taken_at = {tag.decode(): score for tag, score in taken}
+            for tag, raw in client.hscan_iter(_prefixed(client, "HSCAN", channel.unacked_key), count=_PAGE):
+                payload, _exchange, routing_key = json.loads(raw)
+                if routing_key == queue:
+                    yield self._read(channel, payload, taken_at.get(tag.decode(), 0.0))
+
+    @staticmethod
+    def _read(channel: object, payload: dict, taken_at: float | None) -> HeldMessage:
+        message = Message(payload, channel=channel)
+        _args, kwargs, _embed = message.decode()  # Celery's message protocol 2: body is (args, kwargs, embed)
+        return HeldMessage(task=message.headers.get("task", ""), kwargs=kwargs, taken_at=taken_at)
+
+
+def _prefixed(client: object, command: str, key: str) -> str:
+    """The key as Redis knows it: kombu's client adds the transport's `global_keyprefix` (instances sharing
+    a Redis) to the commands kombu itself sends, which do not include LRANGE and HSCAN."""
+    prefix = getattr(client, "global_keyprefix", "")
+    return key if not prefix or command in getattr(client, "PREFIXED_SIMPLE_COMMANDS", ()) else prefix + key
