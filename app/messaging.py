@@ -110,9 +110,16 @@ class EventPublisher:
             thread.join(timeout)
 
 
+def platform_celery() -> Celery:
+    """The platform's Celery app, to publish and to read tracked results: the one place the app layer takes
+    it from. Imported when first asked for, never the task modules: the gateway and the scan shipper only
+    publish."""
+    from workers.celery_app import celery_app
+
+    return celery_app
+
+
 def task_publisher(task_name: str) -> Callable[[list[str]], bool]:
     """`publish_many` of one task on the platform's Celery app: what a process that only publishes (the
     scan shipper) builds for itself."""
-    from workers.celery_app import celery_app
-
-    return functools.partial(EventPublisher(celery_app).publish_many, task_name)
+    return functools.partial(EventPublisher(platform_celery()).publish_many, task_name)

@@ -17,6 +17,7 @@ from app.links.cache import LinkCache
 from app.messaging import EventPublisher
 from app.settings import Settings
 from app.storage import ImageStore
+from app.tracked_tasks import TrackedTasks
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -40,12 +41,18 @@ def get_link_cache(request: Request) -> LinkCache:
     return request.app.state.link_cache
 
 
+def get_tracked_tasks(request: Request) -> TrackedTasks:
+    return request.app.state.tracked_tasks
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 # This process's redirect cache; told of each link a request changes, it tells the other processes.
 LinkCacheDep = Annotated[LinkCache, Depends(get_link_cache)]
+# Tasks a client starts and may ask about (GET /v1/tasks/{id}).
+TrackedTasksDep = Annotated[TrackedTasks, Depends(get_tracked_tasks)]
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Declares the scheme in the OpenAPI document (so /docs has an Authorize button); the checks and their

@@ -26,11 +26,12 @@ from app.identity.usage import KeyUsage
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.logging import configure_logging
-from app.messaging import EventPublisher
+from app.messaging import EventPublisher, platform_celery
 from app.scans import agents
 from app.scans.spool import ScanSpool
 from app.settings import Settings, get_settings
 from app.storage import LocalImageStore
+from app.tracked_tasks import TrackedTasks
 from app.webhooks.metrics import WebhookMetricsCollector
 
 DESCRIPTION = """
@@ -54,8 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from workers.celery_app import celery_app
-
+        celery_app = platform_celery()
         app.state.settings = settings
         app.state.engine = create_gateway_engine(settings)
         app.state.sessions = async_sessions(app.state.engine)
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1, socket_connect_timeout=1
         )
+        app.state.tracked_tasks = TrackedTasks(app.state.redis, celery_app)
         app.state.key_usage = KeyUsage(app.state.redis, settings.key_usage_push_seconds)
         app.state.key_usage.start()
         app.state.link_cache = LinkCache(app.state.sessions, settings.redis_url)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.db import new_id, utcnow
-from app.messaging import EventPublisher
+from app.messaging import EventPublisher, platform_celery
 from app.webhooks.events import DeliveriesRequested, EventData
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -181,7 +181,5 @@ _publisher: EventPublisher | None = None
 def _worker_publisher() -> EventPublisher:
     global _publisher
     if _publisher is None:
-        from workers.celery_app import celery_app
-
-        _publisher = EventPublisher(celery_app)
+        _publisher = EventPublisher(platform_celery())
     return _publisher

@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.analytics.events import ReclassifyRequested
+from app.gateway.deps import TrackedTasksDep
 from app.gateway.errors import error_responses
 from app.gateway.routers.analytics import Operator
-from app.tracked_tasks import TaskAccepted, TrackedTasks
+from app.tracked_tasks import TaskAccepted
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -42,13 +43,11 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 )
 async def request_reclassify(
     principal: Operator,
-    request: Request,
+    tasks: TrackedTasksDep,
     response: Response,
     since: Annotated[date | None, Query(description="First UTC day whose scans are judged again")] = None,
 ) -> TaskAccepted:
     event = ReclassifyRequested(workspace_id=principal.workspace_id, since=since)
-    from workers.celery_app import celery_app  # the app only, to publish: never the task modules
-
-    task_id = await TrackedTasks(request.app.state.redis, celery_app).start(event, principal.workspace_id)
+    task_id = await tasks.start(event, principal.workspace_id)
     response.headers["Location"] = f"/v1/tasks/{task_id}"
     return TaskAccepted(task_id=task_id)

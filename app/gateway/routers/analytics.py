@@ -15,11 +15,11 @@ from app.analytics.events import RollupRequested
 from app.analytics.schemas import CodeAnalytics, WorkspaceAnalytics
 from app.analytics.window import MAX_POINTS, Interval, Window, resolve
 from app.db import utcnow
-from app.gateway.deps import Reader, SessionDep, require
+from app.gateway.deps import Reader, SessionDep, TrackedTasksDep, require
 from app.gateway.errors import error_responses
 from app.identity.models import Scope
 from app.identity.service import Principal
-from app.tracked_tasks import TaskAccepted, TrackedTasks
+from app.tracked_tasks import TaskAccepted
 
 router = APIRouter(tags=["analytics"])
 
@@ -159,16 +159,10 @@ async def workspace_analytics(
     },
     summary="Roll up every workspace's stored scans now (operator)",
 )
-async def request_rollup(principal: Operator, request: Request, response: Response) -> TaskAccepted:
-    task_id = await _tasks(request).start(RollupRequested(workspace_id=principal.workspace_id), principal.workspace_id)
+async def request_rollup(principal: Operator, tasks: TrackedTasksDep, response: Response) -> TaskAccepted:
+    task_id = await tasks.start(RollupRequested(workspace_id=principal.workspace_id), principal.workspace_id)
     response.headers["Location"] = f"/v1/tasks/{task_id}"
     return TaskAccepted(task_id=task_id)
-
-
-def _tasks(request: Request) -> TrackedTasks:
-    from workers.celery_app import celery_app  # the app only, to publish: never the task modules
-
-    return TrackedTasks(request.app.state.redis, celery_app)
 
 
 def _attachment(filename: str) -> dict[str, str]:

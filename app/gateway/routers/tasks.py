@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from app.errors import NotFound
-from app.gateway.deps import Reader
+from app.gateway.deps import Reader, TrackedTasksDep
 from app.gateway.errors import error_responses
-from app.tracked_tasks import TaskState, TrackedTasks
+from app.tracked_tasks import TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -24,10 +24,8 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
     ),
     summary="A task's state: PENDING, STARTED, SUCCESS (with its result) or FAILURE",
 )
-async def get_task(task_id: uuid.UUID, principal: Reader, request: Request) -> TaskState:
-    from workers.celery_app import celery_app  # the app only, for its result keys: never the task modules
-
-    state = await TrackedTasks(request.app.state.redis, celery_app).state(task_id, principal.workspace_id)
+async def get_task(task_id: uuid.UUID, principal: Reader, tasks: TrackedTasksDep) -> TaskState:
+    state = await tasks.state(task_id, principal.workspace_id)
     if state is None:
         raise NotFound(f"no task with id {task_id}", field="task_id")
     return state
