@@ -5,7 +5,7 @@ Read by workers/celery_app.py (`config_from_object`). Each setting says why it h
 
 from kombu import Queue
 
-from app.settings import get_settings
+from app.kit.settings import get_settings
 
 _settings = get_settings()
 
@@ -63,7 +63,7 @@ redis_retry_on_timeout = True
 redis_backend_health_check_interval = 30
 
 # A publish retries briefly, then fails: the gateway must answer within about a second when the broker
-# is down, and whatever it could not publish is recovered from the database (see app/messaging.py).
+# is down, and whatever it could not publish is recovered from the database (see app/kit/messaging.py).
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.4}
 broker_connection_retry_on_startup = True

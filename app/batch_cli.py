@@ -69,7 +69,7 @@ def create(
     """Create a code per CSV row (or JSON item) through the gateway, wait for every image, save the zip."""
     import httpx
 
-    from app.settings import get_settings
+    from app.kit.settings import get_settings
 
     console = Console(stderr=True, soft_wrap=True)
     if formats is not None:

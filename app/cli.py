@@ -18,7 +18,7 @@ from rich.console import Console
 from app.batch_cli import batch_cli
 from app.cli_help import PlainHelpCommand
 from app.identity.models import Scope
-from app.settings import Settings, get_settings
+from app.kit.settings import Settings, get_settings
 
 cli = typer.Typer(help="qrflow: QR codes, dynamic links and scan analytics.", no_args_is_help=True)
 apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
@@ -37,7 +37,7 @@ QUEUES = ("qr", "qr_batch", "scans", "analytics", "default", "webhooks")
 @cli.command(cls=PlainHelpCommand)
 def migrate() -> None:
     """Apply database migrations (idempotent)."""
-    from app.migrate import upgrade
+    from app.kit.migrate import upgrade
 
     upgrade(get_settings())
     console.print("database is up to date")
@@ -55,8 +55,8 @@ def rollup(
 ) -> None:
     """Fold stored scans into the analytics buckets now (beat does it every minute)."""
     from app.analytics import rollup as rollups
-    from app.db import sync_sessionmaker
-    from app.logging import configure_logging
+    from app.kit.db import sync_sessionmaker
+    from app.kit.logging import configure_logging
 
     if since is not None and not rebuild:
         raise typer.BadParameter("--from goes with --rebuild", param_hint="--from")
@@ -87,8 +87,8 @@ def scans_reclassify(
 ) -> None:
     """Judge stored scans again with the current crawler lists; fix scans_total and the analytics buckets."""
     from app.analytics.reclassify import reclassify
-    from app.db import sync_sessionmaker
-    from app.logging import configure_logging
+    from app.kit.db import sync_sessionmaker
+    from app.kit.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings, service="cli")
@@ -110,7 +110,7 @@ def api() -> None:
     import uvicorn
 
     from app.gateway.server import BoundedHeadProtocol
-    from app.logging import configure_logging
+    from app.kit.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings, service="gateway")
@@ -191,7 +191,7 @@ def flower_password(settings: Settings) -> str:
 @cli.command(cls=PlainHelpCommand)
 def flower() -> None:
     """Run Flower, behind basic auth, against the same Celery app."""
-    from app.logging import configure_logging
+    from app.kit.logging import configure_logging
 
     settings = get_settings()
     password = flower_password(settings)
@@ -258,7 +258,7 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: 
 
 
 def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands
-    from app.db import sync_sessionmaker
+    from app.kit.db import sync_sessionmaker
 
     engine = _instance_engine(get_settings())
     try:
@@ -280,7 +280,7 @@ def _instance_engine(settings: Settings) -> Engine:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from app.db import create_sync_engine
+    from app.kit.db import create_sync_engine
 
     same = (
         "run it with the QRFLOW_DATA_DIR (or QRFLOW_DATABASE_URL) that `qrflow up` runs with: it prints its data "

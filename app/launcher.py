@@ -11,11 +11,11 @@ import httpx
 import structlog
 from rich.console import Console
 
-from app import redis_server
-from app.instance import INSTANCE_HEADER, RedisClaim, check_ports, new_instance_id
-from app.logging import configure_logging
-from app.settings import Settings
-from app.supervisor import Service, Supervisor, _die_with_parent
+from app.kit import redis_server
+from app.kit.instance import INSTANCE_HEADER, RedisClaim, check_ports, new_instance_id
+from app.kit.logging import configure_logging
+from app.kit.settings import Settings
+from app.kit.supervisor import Service, Supervisor, _die_with_parent
 
 # One worker per queue, so operators see each in Flower and a flood of one kind of work cannot starve
 # another. qr and scans are CPU-bound (rendering; parsing, enriching and inserting 1,000-scan batches) and
@@ -53,9 +53,9 @@ def _ensure_redis(settings: Settings, console: Console) -> tuple[str, redis_serv
 
 
 def _first_api_key(settings: Settings) -> str | None:
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Scope
     from app.identity.service import has_workspaces, issue_api_key
+    from app.kit.db import create_sync_engine, sync_sessionmaker
 
     engine = create_sync_engine(settings)
     try:
@@ -92,7 +92,7 @@ def wait_ready(url: str, instance_id: str, supervisor: Supervisor, timeout: floa
 
 def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     from app.cli import flower_password
-    from app.migrate import upgrade
+    from app.kit.migrate import upgrade
 
     configure_logging(settings, service="supervisor")
     log = structlog.get_logger("qrflow.up")

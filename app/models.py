@@ -1,9 +1,9 @@
 """Every context's tables, imported in one place for Alembic and for tests that build schemas."""
 
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
-from app.db import Base
 from app.gateway.idempotency import IdempotencyRecord
 from app.identity.models import ApiKey, Workspace
+from app.kit.db import Base
 from app.links.models import Link
 from app.qrcodes.batches.models import Batch, BatchItem
 from app.qrcodes.logos import Logo

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the project, on sys.path
 
-from app import redis_server  # noqa: E402
+from app.kit import redis_server  # noqa: E402
 
 # The gateway encodes {public_base_url}/r/{slug}; the raw loops get strings of the same shape and length.
 PUBLIC_BASE_URL = "http://127.0.0.1:8000"

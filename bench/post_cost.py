@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/post_cost.py` puts bench/, not the project, on sys.path
 
-from app.telemetry import DEFAULT_EXCLUDED_URLS  # noqa: E402
+from app.kit.telemetry import DEFAULT_EXCLUDED_URLS  # noqa: E402
 
 WARM_UP = 30
 BODY = {"kind": "url", "data": {"url": "https://example.com/spring-sale"}}
@@ -37,13 +37,13 @@ def measure(requests: int, log_level: str) -> dict[str, float]:
     """Run in the child process: CPU ms per request of each path."""
     from fastapi.testclient import TestClient
 
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.gateway.main import create_app
     from app.identity.models import Scope
     from app.identity.service import issue_api_key
-    from app.migrate import upgrade
-    from app.redis_server import RedisServer, find_binary, free_port
-    from app.settings import Settings
+    from app.kit.db import create_sync_engine, sync_sessionmaker
+    from app.kit.migrate import upgrade
+    from app.kit.redis_server import RedisServer, find_binary, free_port
+    from app.kit.settings import Settings
 
     found = find_binary()
     if found is None:

@@ -36,7 +36,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/redirect.py` puts bench/, not the project, on sys.path
 
-from app import redis_server  # noqa: E402
+from app.kit import redis_server  # noqa: E402
 from app.launcher import worker_arguments  # noqa: E402
 from bench.common import (  # noqa: E402
     console,

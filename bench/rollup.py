@@ -40,11 +40,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/rollup.py` puts bench/, not the project, on sys.path
 
-from app import redis_server  # noqa: E402
 from app.analytics import rollup as rollups  # noqa: E402
-from app.db import create_sync_engine, sync_sessionmaker  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.kit import redis_server  # noqa: E402
+from app.kit.db import create_sync_engine, sync_sessionmaker  # noqa: E402
+from app.kit.migrate import upgrade  # noqa: E402
+from app.kit.settings import Settings  # noqa: E402
 from bench.common import load_average, print_load_average, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rollup.json"
@@ -205,7 +205,7 @@ async def read_latencies(settings: Settings, code_id: uuid.UUID, key: str, reque
     import httpx
 
     from app.gateway.main import create_app
-    from app.logging import configure_logging
+    from app.kit.logging import configure_logging
 
     configure_logging(settings, service="bench")
     app = create_app(settings)

@@ -32,12 +32,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/scan_ids.py` puts bench/, not the project, on sys.path
 
-from app.db import create_sync_engine, new_id, sync_sessionmaker  # noqa: E402
-from app.logging import configure_logging  # noqa: E402
+from app.kit.db import create_sync_engine, new_id, sync_sessionmaker  # noqa: E402
+from app.kit.logging import configure_logging  # noqa: E402
+from app.kit.settings import Settings  # noqa: E402
 from app.scans import ingest  # noqa: E402
 from app.scans.enrichment import Enricher  # noqa: E402
 from app.scans.events import ScanRecorded  # noqa: E402
-from app.settings import Settings  # noqa: E402
 from bench.common import console, load_average, print_load_average, write_results  # noqa: E402
 from bench.rollup import Backend, on_every_backend, seed_links  # noqa: E402
 

@@ -44,7 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/soak.py` puts bench/, not the project, on sys.path
 
-from app.redis_server import free_port  # noqa: E402
+from app.kit.redis_server import free_port  # noqa: E402
 from bench import common  # noqa: E402
 from bench.common import console, create_dynamic_code, load_average, parse_wrk, pass_miss, temp_dir  # noqa: E402
 from bench.ingest import Sample, lags  # noqa: E402

@@ -99,7 +99,7 @@ async def raw_loop(url: str, secret: str, count: int, concurrency: int = 64) -> 
 
 
 def _now() -> str:
-    from app.db import utcnow
+    from app.kit.db import utcnow
 
     return utcnow().isoformat().replace("+00:00", "Z")
 
@@ -120,7 +120,7 @@ def main() -> None:
 
 
 def run(tmp: Path, count: int) -> None:
-    from app import redis_server
+    from app.kit import redis_server
 
     found = redis_server.find_binary()
     redis = redis_server.RedisServer(found[0], redis_server.free_port(), tmp / "redis").start()
@@ -128,11 +128,11 @@ def run(tmp: Path, count: int) -> None:
         "QRFLOW_DATA_DIR": str(tmp / "data"), "QRFLOW_REDIS_URL": redis.url, "QRFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
         "QRFLOW_LOG_LEVEL": "WARNING", "QRFLOW_WORKER_NICE": "0",
     })
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.kit.db import create_sync_engine, sync_sessionmaker
+    from app.kit.migrate import upgrade
+    from app.kit.redis_server import free_port
+    from app.kit.settings import get_settings
     from app.launcher import worker_arguments
-    from app.migrate import upgrade
-    from app.redis_server import free_port
-    from app.settings import get_settings
     from app.webhooks.models import WebhookEndpoint
     from app.webhooks.secrets import new_secret, secret_box
 
@@ -207,7 +207,7 @@ def _code_with_link(sessions):  # noqa: ANN001, ANN202
 
 
 def _store_scans(sessions, links, count: int) -> None:  # noqa: ANN001
-    from app.db import utcnow
+    from app.kit.db import utcnow
     from app.scans.enrichment import Enricher
     from app.scans.events import ScanRecorded
     from app.scans.ingest import record_scans

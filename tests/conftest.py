@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import create_sync_engine, sync_sessionmaker
 from app.gateway.main import create_app
 from app.identity.models import Scope
 from app.identity.service import issue_api_key
-from app.migrate import upgrade
-from app.redis_server import RedisServer, find_binary, free_port, is_reachable
-from app.settings import Settings
+from app.kit.db import create_sync_engine, sync_sessionmaker
+from app.kit.migrate import upgrade
+from app.kit.redis_server import RedisServer, find_binary, free_port, is_reachable
+from app.kit.settings import Settings
 
 _TMP = Path(tempfile.mkdtemp(prefix="qrflow-tests-"))
 _redis: RedisServer | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
+from app.kit.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict:

@@ -6,7 +6,7 @@ publishes by task name and so never imports segno or any worker-side code.
 
 from celery import Celery
 
-from app.settings import get_settings
+from app.kit.settings import get_settings
 from workers.beat import beat_schedule
 
 celery_app = Celery(

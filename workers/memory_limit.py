@@ -14,7 +14,7 @@ import resource
 import structlog
 from celery import signals
 
-from app.settings import get_settings
+from app.kit.settings import get_settings
 
 log = structlog.get_logger(__name__)
 

@@ -13,14 +13,14 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.broker_inventory import BrokerInventory
-from app.db import create_sync_engine, sync_sessionmaker
-from app.messaging import EventPublisher
+from app.kit.broker_inventory import BrokerInventory
+from app.kit.db import create_sync_engine, sync_sessionmaker
+from app.kit.messaging import EventPublisher
+from app.kit.settings import Settings, get_settings
+from app.kit.storage import ImageStore, LocalImageStore
 from app.qrcodes.jobs import Attempts
 from app.qrcodes.recovery import LostAfter
 from app.scans.enrichment import Enricher
-from app.settings import Settings, get_settings
-from app.storage import ImageStore, LocalImageStore
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Celery signal handlers: logging through structlog, request ids across the broker, per-process set-up,
-and tracing (app/telemetry.py), set up in the process that runs the tasks.
+and tracing (app/kit/telemetry.py), set up in the process that runs the tasks.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import sys
 import structlog
 from celery import signals
 
-from app import telemetry
-from app.logging import configure_logging
-from app.settings import get_settings
+from app.kit import telemetry
+from app.kit.logging import configure_logging
+from app.kit.settings import get_settings
 from workers import runtime
 
 REQUEST_ID_HEADER = "qrflow_request_id"

@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import ClassVar, Literal
 
-from app.events import Event
+from app.kit.events import Event
 
 
 class RollupRequested(Event):

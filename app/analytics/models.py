@@ -22,7 +22,7 @@ from sqlalchemy import BigInteger, Date, ForeignKey, Integer, PrimaryKeyConstrai
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.analytics.buckets import DIMENSION_NAMES
-from app.db import Base, UTCDateTime, utcnow
+from app.kit.db import Base, UTCDateTime, utcnow
 
 # 'all', then the dimensions breakdowns split by (the Scan column of each: app/analytics/buckets.py).
 DIMENSIONS: tuple[str, ...] = DIMENSION_NAMES

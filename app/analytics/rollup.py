@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.analytics import sqlite_turns as turns
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
-from app.db import UTCDateTime, dialect_of, utcnow
+from app.kit.db import UTCDateTime, dialect_of, utcnow
 from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 from app.scans.watermark import committed_max_id
 

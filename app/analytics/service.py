@@ -38,10 +38,10 @@ from app.analytics.schemas import (
     WorkspaceAnalytics,
 )
 from app.analytics.window import DAY, HOUR, DaySpan, Window, day_spans, floor_day
-from app.errors import Invalid
+from app.kit.errors import Invalid
+from app.kit.spreadsheet import safe_cell
 from app.qrcodes.service import get_code
 from app.scans.schemas import ScanOut
-from app.spreadsheet import safe_cell
 
 BREAKDOWN_LIMIT = 25
 SCANS_CSV_PAGE = 1000

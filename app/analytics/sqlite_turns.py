@@ -20,7 +20,7 @@ import time
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import dialect_of
+from app.kit.db import dialect_of
 
 SQLITE_CHUNK = 1_000
 SQLITE_TURN_SECONDS = 0.25

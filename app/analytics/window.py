@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from app.errors import Invalid
+from app.kit.errors import Invalid
 
 Interval = Literal["hour", "day"]
 HOUR = timedelta(hours=1)

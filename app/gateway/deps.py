@@ -10,14 +10,14 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import UnsupportedMediaType
 from app.identity.models import Scope
 from app.identity.service import Principal, authenticate
+from app.kit.errors import UnsupportedMediaType
+from app.kit.messaging import EventPublisher
+from app.kit.settings import Settings
+from app.kit.storage import ImageStore
+from app.kit.tracked_tasks import TrackedTasks
 from app.links.cache import LinkCache
-from app.messaging import EventPublisher
-from app.settings import Settings
-from app.storage import ImageStore
-from app.tracked_tasks import TrackedTasks
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
-from app.errors import DomainError
+from app.kit.errors import DomainError
 from app.qrcodes.content import KINDS
 
 log = structlog.get_logger(__name__)

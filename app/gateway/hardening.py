@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.gateway.errors import send_error
 from app.gateway.idempotency import IdempotencyMiddleware
 from app.gateway.ratelimit import RateLimitMiddleware
-from app.settings import Settings
+from app.kit.settings import Settings
 
 # Pages that render no request input and whose inline scripts may therefore run (/docs: docs.py).
 TRUSTED_HTML_PATHS = frozenset({"/docs"})

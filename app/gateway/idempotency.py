@@ -39,11 +39,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db import Base, UTCDateTime, new_id, utcnow
 from app.gateway.errors import send_error
 from app.gateway.ratelimit import api_key_identity
 from app.identity.service import authenticate
-from app.settings import Settings
+from app.kit.db import Base, UTCDateTime, new_id, utcnow
+from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
 

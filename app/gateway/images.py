@@ -7,7 +7,7 @@ import io
 
 from PIL import Image
 
-from app.errors import Invalid
+from app.kit.errors import Invalid
 
 MEDIA_TYPES = {
     "png": "image/png",

@@ -13,8 +13,6 @@ from fastapi import FastAPI, Header, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from app import telemetry
-from app.db import async_sessions, create_gateway_engine
 from app.gateway.docs import install_docs
 from app.gateway.errors import install_error_handlers
 from app.gateway.hardening import install_safety
@@ -23,15 +21,17 @@ from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, refuse, serve_redirects_first
 from app.gateway.routers import admin, analytics, batches, health, logos, qrcodes, tasks, webhooks
 from app.identity.usage import KeyUsage
+from app.kit import telemetry
+from app.kit.db import async_sessions, create_gateway_engine
+from app.kit.logging import configure_logging
+from app.kit.messaging import EventPublisher, platform_celery
+from app.kit.settings import Settings, get_settings
+from app.kit.storage import LocalImageStore
+from app.kit.tracked_tasks import TrackedTasks
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
-from app.logging import configure_logging
-from app.messaging import EventPublisher, platform_celery
 from app.scans import agents
 from app.scans.spool import ScanSpool
-from app.settings import Settings, get_settings
-from app.storage import LocalImageStore
-from app.tracked_tasks import TrackedTasks
 from app.webhooks.metrics import WebhookMetricsCollector
 
 DESCRIPTION = """
@@ -49,7 +49,7 @@ with `Retry-After`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    # Queue depths for /metrics, asked of Redis at scrape time (app/telemetry.py).
+    # Queue depths for /metrics, asked of Redis at scrape time (app/kit/telemetry.py).
     queue_depth = telemetry.QueueDepthCollector(settings.redis_url)
     webhook_metrics = WebhookMetricsCollector(settings.redis_url)
 
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        # Traced by opentelemetry-instrumentation-fastapi (app/telemetry.py); FastAPI's own tracing would
+        # Traced by opentelemetry-instrumentation-fastapi (app/kit/telemetry.py); FastAPI's own tracing would
         # otherwise look at every request, redirects included, only to find that it has nothing to do.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served by install_docs, from local assets

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.gateway.errors import send_error
 from app.identity.service import KEY_PREFIX
-from app.settings import Settings
+from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
 

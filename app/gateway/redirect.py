@@ -33,10 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.db import utcnow
 from app.gateway.errors import error_body
 from app.gateway.hardening import HTML_SECURITY_HEADERS
 from app.gateway.middleware import LATENCY, REQUESTS
+from app.kit.db import utcnow
 from app.links.cache import LinkCache, LinkView
 from app.links.caps import CapUnavailable, ScanCaps
 from app.qrcodes.schemas import SLUG_PATTERN

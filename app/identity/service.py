@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
 from app.identity.models import ApiKey, Scope, Workspace
+from app.kit.db import utcnow
 
 KEY_PREFIX = "qrf"
 

@@ -1,8 +1,8 @@
 from alembic import context
 
-from app.db import create_sync_engine
+from app.kit.db import create_sync_engine
+from app.kit.settings import get_settings
 from app.models import Base
-from app.settings import get_settings
 
 settings = context.config.attributes.get("settings") or get_settings()
 

@@ -24,7 +24,7 @@ import psutil
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
+from app.kit.db import utcnow
 from app.qrcodes.models import QRCode, Status
 
 _IN_CHUNK = 1000

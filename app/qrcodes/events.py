@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar, Literal
 
-from app.events import Event
+from app.kit.events import Event
 
 
 class RenderRequested(Event):

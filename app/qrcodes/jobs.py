@@ -18,8 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
-from app.messaging import EventPublisher
+from app.kit.db import utcnow
+from app.kit.messaging import EventPublisher
+from app.kit.storage import ImageStore, code_prefix, image_key
 from app.qrcodes import claims
 from app.qrcodes.content import KIND_DATA
 from app.qrcodes.decoration import LogoSource
@@ -30,7 +31,6 @@ from app.qrcodes.readback import LOGO_TOO_LARGE, UNREADABLE_COLOURS, reads_back
 from app.qrcodes.rendering import render_images
 from app.qrcodes.style import Style
 from app.qrcodes.symbol import FREE
-from app.storage import ImageStore, code_prefix, image_key
 from app.webhooks import sources as webhooks
 
 log = structlog.get_logger(__name__)

@@ -19,10 +19,10 @@ from sqlalchemy import ForeignKey, Integer, String, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.db import Base, UTCDateTime, new_id, utcnow
-from app.errors import Invalid, NotFound, TooLarge, UnsupportedMediaType
+from app.kit.db import Base, UTCDateTime, new_id, utcnow
+from app.kit.errors import Invalid, NotFound, TooLarge, UnsupportedMediaType
+from app.kit.storage import ImageStore
 from app.qrcodes.logo_files import MAX_LOGO_BYTES, MEDIA_TYPES, LogoRefused, inspect
-from app.storage import ImageStore
 
 log = structlog.get_logger(__name__)
 

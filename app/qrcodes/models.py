@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.kit.db import Base, UTCDateTime, new_id, utcnow
 from app.links.models import Link
 
 

@@ -24,9 +24,9 @@ import structlog
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.broker_inventory import BrokerInventory
-from app.db import utcnow
-from app.messaging import EventPublisher
+from app.kit.broker_inventory import BrokerInventory
+from app.kit.db import utcnow
+from app.kit.messaging import EventPublisher
 from app.qrcodes import claims
 from app.qrcodes.batches.events import BatchChunkRequested
 from app.qrcodes.batches.models import BatchItem

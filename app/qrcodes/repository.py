@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Invalid
+from app.kit.errors import Invalid
 from app.qrcodes.models import QRCode, QRCodeTag
 
 

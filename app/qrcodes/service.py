@@ -16,10 +16,11 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
-from app.errors import Invalid, NotFound, NotReady, PayloadTooLong, SlugTaken
+from app.kit.db import utcnow
+from app.kit.errors import Invalid, NotFound, NotReady, PayloadTooLong, SlugTaken
+from app.kit.messaging import EventPublisher
+from app.kit.storage import ImageStore, code_prefix, image_key
 from app.links import service as links
-from app.messaging import EventPublisher
 from app.qrcodes import logos, render_cost, symbol
 from app.qrcodes.events import RenderRequested
 from app.qrcodes.models import QRCode, Status
@@ -27,7 +28,6 @@ from app.qrcodes.repository import Cursor, QRCodeRepository
 from app.qrcodes.schemas import LINK_SETTINGS, CreateCode, CreateURLCode, UpdateCode
 from app.scans.models import Scan
 from app.scans.repository import ScanRepository
-from app.storage import ImageStore, code_prefix, image_key
 from app.webhooks import sources as webhooks
 from app.webhooks.events import QRCodeCreated, QRCodeDeleted, QRCodeUpdated
 

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from app.events import Event
+from app.kit.events import Event
 
 # Bounds on what a client controls, so one spool line (and one batch message) stays small.
 MAX_USER_AGENT = 512

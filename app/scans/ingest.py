@@ -23,7 +23,7 @@ from sqlalchemy import String, bindparam, cast, delete, func, literal_column, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import dialect_of, utcnow
+from app.kit.db import dialect_of, utcnow
 from app.links.models import Link
 from app.scans.enrichment import Enricher, visitor_hash
 from app.scans.events import ScanRecorded

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, utcnow
+from app.kit.db import Base, UTCDateTime, utcnow
 
 # An auto-incrementing 64-bit key on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY.
 _SEQUENCE = BigInteger().with_variant(Integer, "sqlite")

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import structlog
 
-from app.logging import configure_logging
-from app.messaging import task_publisher
+from app.kit.logging import configure_logging
+from app.kit.messaging import task_publisher
+from app.kit.settings import Settings
 from app.scans.events import ScanRecorded
 from app.scans.spool import ADOPT_EVERY, BACKOFF_MAX, SEGMENT_GLOB, ShipperState, release_directory
-from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -51,7 +51,7 @@ import structlog
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from app.settings import Settings
+from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
 

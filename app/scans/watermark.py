@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import dialect_of
+from app.kit.db import dialect_of
 from app.scans.models import Scan
 
 # An arbitrary 64-bit key, reserved for this in the database's advisory-lock space ("qrflow" + 1).

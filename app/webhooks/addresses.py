@@ -8,7 +8,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from app.errors import Invalid
+from app.kit.errors import Invalid
 
 
 class Refused(Invalid):

@@ -20,8 +20,8 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
-from app.settings import Settings
+from app.kit.db import utcnow
+from app.kit.settings import Settings
 from app.webhooks import metrics, sending
 from app.webhooks.events import Envelope
 from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent

@@ -2,7 +2,7 @@
 
 `{"id", "type", "created_at", "workspace_id", "data"}`; `data` is the model of `type`, and carries its
 own `version` so a receiver can tell a changed shape from the old one. The internal event that asks a
-worker to send deliveries (DeliveriesRequested) is one of the platform's own (app/events.py).
+worker to send deliveries (DeliveriesRequested) is one of the platform's own (app/kit/events.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from app.events import Event
+from app.kit.events import Event
 
 
 class EventData(BaseModel):

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow
+from app.kit.db import utcnow
 from app.webhooks import metrics
 from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from app.settings import get_settings
+from app.kit.settings import get_settings
 
 RESULTS = "qrflow:webhooks:results"
 LATENCY = "qrflow:webhooks:latency"

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.kit.db import Base, UTCDateTime, new_id, utcnow
 
 _SEQUENCE = BigInteger().with_variant(Integer, "sqlite")
 

@@ -17,8 +17,8 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.db import new_id, utcnow
-from app.messaging import EventPublisher, platform_celery
+from app.kit.db import new_id, utcnow
+from app.kit.messaging import EventPublisher, platform_celery
 from app.webhooks.events import DeliveriesRequested, EventData
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 

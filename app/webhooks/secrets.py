@@ -20,8 +20,8 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
 
-from app.errors import DomainError
-from app.settings import Settings
+from app.kit.errors import DomainError
+from app.kit.settings import Settings
 
 PREFIX = "whsec_"
 

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
-from app.errors import Conflict, NotFound
-from app.messaging import EventPublisher
-from app.settings import Settings
+from app.kit.db import utcnow
+from app.kit.errors import Conflict, NotFound
+from app.kit.messaging import EventPublisher
+from app.kit.settings import Settings
 from app.webhooks.addresses import check_url, resolve
 from app.webhooks.events import DeliveriesRequested, Ping
 from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint

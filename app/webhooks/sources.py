@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from app.kit.messaging import EventPublisher
 from app.links.models import Link
-from app.messaging import EventPublisher
 from app.qrcodes.batches.models import Batch, BatchItem
 from app.qrcodes.models import QRCode, QRCodeTag, Status
 from app.webhooks.events import (

@@ -26,7 +26,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from app.redis_server import free_port
+from app.kit.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from app.instance import INSTANCE_HEADER
+from app.kit.instance import INSTANCE_HEADER
+from app.kit.redis_server import free_port
+from app.kit.supervisor import Supervisor
 from app.launcher import wait_ready
-from app.redis_server import free_port
-from app.supervisor import Supervisor
 from tests.e2e.test_up import (
     KEY_PREFIX,
     _create_and_fetch_a_code,

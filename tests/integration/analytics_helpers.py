@@ -12,8 +12,8 @@ from sqlalchemy import Engine, case, func, insert, literal_column, not_, select,
 from sqlalchemy.orm import Session
 
 from app.analytics.models import DIMENSIONS, DailyBucket, HourlyBucket
-from app.db import dialect_of, utcnow
 from app.identity.models import Workspace
+from app.kit.db import dialect_of, utcnow
 from app.links.models import Link
 from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 

@@ -10,8 +10,8 @@ import zipfile
 
 from sqlalchemy import func, select
 
-from app.db import create_sync_engine, sync_sessionmaker
-from app.redis_server import free_port
+from app.kit.db import create_sync_engine, sync_sessionmaker
+from app.kit.redis_server import free_port
 
 CSV = {"Content-Type": "text/csv"}
 

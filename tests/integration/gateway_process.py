@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from app.redis_server import free_port
+from app.kit.redis_server import free_port
 from tests.conftest import Caller, _issue
 
 # The functional bound the issue sets: no answer of the poller's takes longer, whatever the attack does.

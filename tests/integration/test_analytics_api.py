@@ -23,8 +23,8 @@ from sqlalchemy import case, func, select
 
 from app.analytics import rollup as rollups
 from app.analytics import service
-from app.db import create_sync_engine, sync_sessionmaker, utcnow
 from app.identity.models import Scope
+from app.kit.db import create_sync_engine, sync_sessionmaker, utcnow
 from app.qrcodes.models import QRCode
 from app.scans.models import Scan
 from tests.conftest import _issue

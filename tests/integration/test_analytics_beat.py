@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.analytics import rollup as rollups
-from app.db import create_sync_engine, sync_sessionmaker
+from app.kit.db import create_sync_engine, sync_sessionmaker
 from tests.integration.analytics_helpers import insert_scans, new_links, scan_row, stored_buckets
 from tests.integration.test_faults import isolated_broker
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 
 from app.analytics import rollup as rollups
 from app.analytics.models import DailyBucket, HourlyBucket, VisitorScan
-from app.db import create_sync_engine, sync_sessionmaker
+from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.scans.models import Scan, VisitorSalt
 from tests.conftest import fresh_database
 from tests.integration.analytics_helpers import brute_force, insert_scans, new_links, scan_row, stored_buckets

@@ -126,9 +126,9 @@ def test_read_scope_cannot_write(gateway, alice_reader):
 
 
 def test_revoked_key_is_401(gateway, backend, alice):
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Scope
     from app.identity.service import issue_api_key, revoke_api_key
+    from app.kit.db import create_sync_engine, sync_sessionmaker
 
     engine = create_sync_engine(backend.settings)
     with sync_sessionmaker(engine).begin() as session:

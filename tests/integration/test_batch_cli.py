@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from app import batch_cli
 from app.cli import cli
-from app.redis_server import free_port
+from app.kit.redis_server import free_port
 from tests.decoding import decode_png
 from tests.integration.batch_helpers import csv_body, mixed_rows
 

@@ -21,9 +21,9 @@ from sqlalchemy import select, text, update
 
 from app.analytics import rollup as rollups
 from app.analytics.sqlite_turns import SQLITE_CHUNK
-from app.db import create_sync_engine, sync_sessionmaker
 from app.identity.models import ApiKey
 from app.identity.usage import USAGE_KEY, flush_key_usage
+from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.scans import ingest
 from app.scans.enrichment import Enricher
 from app.scans.events import ScanRecorded

@@ -15,8 +15,8 @@ import psutil
 import pytest
 from celery import Celery, signals
 
-from app.messaging import EventPublisher
-from app.redis_server import RedisServer, find_binary, free_port
+from app.kit.messaging import EventPublisher
+from app.kit.redis_server import RedisServer, find_binary, free_port
 from tests.conftest import wait_until_rendered
 from tests.decoding import decode_png
 from tests.integration.test_qrcodes_api import created
@@ -76,7 +76,7 @@ def test_broker_down_at_publish_time_leaves_no_code_pending(gateway, alice, tmp_
 def worker_database_down(backend) -> Iterator[list[str]]:
     """The in-process worker's database unreachable for the block; yields the names of the tasks that
     retried meanwhile (as they are seen)."""
-    from app.settings import Settings
+    from app.kit.settings import Settings
     from workers.runtime import build_runtime, runtime, use_runtime
 
     retried: list[str] = []
@@ -218,7 +218,7 @@ def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_
     """Issue #14, item 7: codes older than the republisher's threshold that wait in the queue (no render
     worker runs) are left alone, run after run; a code and a batch whose messages never reached the broker
     are published again, once."""
-    from app.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import BrokerInventory
     from tests.integration.batch_helpers import batch_code_ids, post_batch, unpublished_batch
 
     platform = Processes(backend, redis_url, db=11, tmp_path=tmp_path, **RECOVERY_ENV)
@@ -300,11 +300,11 @@ def test_images_left_by_an_interrupted_render_are_swept_when_the_code_is_ready(g
     completes the code removes them, and a redelivery after it changes nothing."""
     from sqlalchemy import select
 
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Workspace
+    from app.kit.db import create_sync_engine, sync_sessionmaker
+    from app.kit.storage import LocalImageStore, code_prefix, image_key
     from app.qrcodes.jobs import render_code
     from app.qrcodes.models import QRCode
-    from app.storage import LocalImageStore, code_prefix, image_key
 
     engine = create_sync_engine(backend.settings)
     sessions = sync_sessionmaker(engine)
@@ -337,11 +337,11 @@ def test_images_left_by_an_interrupted_render_are_swept_when_the_code_is_ready(g
 
 @pytest.mark.parametrize("prefix", ["", "instance-b:"])
 def test_the_broker_inventory_reads_waiting_and_taken_messages_under_any_key_prefix(redis_url, prefix):
-    """What the republishers read (app/broker_inventory.py), on a real Redis: the queue's list and kombu's
+    """What the republishers read (app/kit/broker_inventory.py), on a real Redis: the queue's list and kombu's
     unacked hash, with the transport's global_keyprefix (instances sharing one Redis) or without."""
     import redis
 
-    from app.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import BrokerInventory
     from app.qrcodes.events import RenderRequested
 
     broker_url = redis_url.rsplit("/", 1)[0] + "/14"

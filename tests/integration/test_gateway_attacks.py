@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.db import create_sync_engine, sync_sessionmaker
 from app.gateway.idempotency import IdempotencyRecord
 from app.gateway.server import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
+from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.qrcodes.batches.intake import MAX_COLUMNS
 from tests.integration.gateway_process import GatewayProcess, Poller
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from app.db import create_sync_engine, sync_sessionmaker
+from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.links.models import Link
 from app.scans.models import Scan
 from tests.integration.test_qrcodes_api import count_codes, create, created

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from app.identity.models import Workspace
+from app.kit.redis_server import free_port
 from app.qrcodes.logos import Logo, logo_key
-from app.redis_server import free_port
 from tests import logo_attacks
 from tests.conftest import wait_until_rendered
 from tests.integration.test_qrcodes_api import created

@@ -5,10 +5,10 @@ from alembic import command
 from sqlalchemy import insert, inspect, select
 
 from app.analytics.models import RollupState, VisitorScan
-from app.db import create_sync_engine
 from app.identity.models import Workspace
+from app.kit.db import create_sync_engine
+from app.kit.migrate import alembic_config, upgrade
 from app.links.models import Link
-from app.migrate import alembic_config, upgrade
 from app.scans.models import Scan, VisitorSalt
 from tests.conftest import fresh_database
 from tests.integration.analytics_helpers import scan_row

@@ -190,8 +190,8 @@ def _insert_pending_code(backend, workspace: str) -> str:
     """A code no worker will render (no event is published for it): its images answer 409."""
     from sqlalchemy import select
 
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Workspace
+    from app.kit.db import create_sync_engine, sync_sessionmaker
     from app.qrcodes.models import QRCode
 
     engine = create_sync_engine(backend.settings)

@@ -13,7 +13,7 @@ import uuid
 
 import httpx
 
-from app.redis_server import free_port
+from app.kit.redis_server import free_port
 
 
 def mode(path) -> int:

@@ -147,8 +147,8 @@ def test_pending_image_is_409_with_retry_after(gateway, alice, backend):
     """A row the worker has not reached yet (inserted directly, so no worker can race the assertion)."""
     from sqlalchemy import select
 
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Workspace
+    from app.kit.db import create_sync_engine, sync_sessionmaker
     from app.qrcodes.models import QRCode
 
     engine = create_sync_engine(backend.settings)

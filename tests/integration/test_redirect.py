@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from app.db import utcnow
 from app.gateway.main import create_app
+from app.kit.db import utcnow
 from tests.integration.test_qrcodes_api import created
 
 IPHONE = (
@@ -169,7 +169,7 @@ def test_a_redelivered_batch_stores_nothing_twice(gateway, alice, backend):
     and one that overlaps it, add only the scans not stored before, to the rows and to scans_total."""
     from sqlalchemy import select
 
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.kit.db import create_sync_engine, sync_sessionmaker
     from app.links.models import Link
     from app.scans.enrichment import Enricher
     from app.scans.events import ScanRecorded
@@ -214,7 +214,7 @@ def test_a_batch_across_codes_adds_to_each_code_its_own_scans(gateway, alice, ba
     and a code that only bots fetched stays where it was."""
     from sqlalchemy import select
 
-    from app.db import create_sync_engine, sync_sessionmaker
+    from app.kit.db import create_sync_engine, sync_sessionmaker
     from app.links.models import Link
     from app.scans.enrichment import Enricher
     from app.scans.events import ScanRecorded

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select, update
 
-from app.db import utcnow
+from app.kit.db import utcnow
 from app.launcher import worker_arguments
 from app.qrcodes.batches.models import BatchItem
 from app.qrcodes.models import QRCode, Status

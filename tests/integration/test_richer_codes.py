@@ -187,8 +187,8 @@ def test_a_read_key_cannot_upload(gateway, alice_reader):
 def _logo_count(backend, workspace: str) -> int:
     from sqlalchemy import func, select
 
-    from app.db import create_sync_engine, sync_sessionmaker
     from app.identity.models import Workspace
+    from app.kit.db import create_sync_engine, sync_sessionmaker
     from app.qrcodes.logos import Logo
 
     engine = create_sync_engine(backend.settings)

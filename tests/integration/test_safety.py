@@ -25,13 +25,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from app.db import create_sync_engine, sync_sessionmaker, utcnow
 from app.gateway import ratelimit
 from app.gateway.idempotency import IdempotencyRecord
 from app.gateway.main import create_app
 from app.identity.models import Scope
-from app.redis_server import RedisServer, find_binary, free_port
-from app.settings import Settings
+from app.kit.db import create_sync_engine, sync_sessionmaker, utcnow
+from app.kit.redis_server import RedisServer, find_binary, free_port
+from app.kit.settings import Settings
 from tests.conftest import Caller, _issue
 
 TEXT = {"kind": "text", "data": {"text": "idempotent"}}

@@ -22,8 +22,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from app.db import create_sync_engine
-from app.redis_server import RedisServer, find_binary, free_port
+from app.kit.db import create_sync_engine
+from app.kit.redis_server import RedisServer, find_binary, free_port
 from app.scans.events import ScanRecorded
 from app.scans.models import Scan
 from tests.integration.test_faults import (

@@ -32,10 +32,10 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import telemetry
-from app.logging import configure_logging
-from app.redis_server import free_port
-from app.settings import Settings
+from app.kit import telemetry
+from app.kit.logging import configure_logging
+from app.kit.redis_server import free_port
+from app.kit.settings import Settings
 from tests.conftest import wait_until_rendered
 from tests.integration.test_faults import celery_on, gateway_publishing_to, isolated_broker
 from tests.integration.test_qrcodes_api import created

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 
 from app.gateway.main import create_app
 from app.identity.models import Scope
-from app.redis_server import RedisServer, find_binary, free_port
+from app.kit.redis_server import RedisServer, find_binary, free_port
 from tests.conftest import Caller, _issue, wait_until_rendered
 
 RECEIVER = Path(__file__).with_name("webhook_receiver.py")
@@ -304,7 +304,7 @@ def test_refused_destinations_are_422_naming_url(backend, worker, admin):
 
 
 def test_broker_down_when_a_code_is_created_its_events_arrive_once_it_is_back(hooks, admin, receiver, tmp_path):
-    from app.messaging import EventPublisher
+    from app.kit.messaging import EventPublisher
     from tests.integration.test_faults import celery_on
     from workers.celery_app import celery_app
 

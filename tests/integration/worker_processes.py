@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 from sqlalchemy import select
 
-from app.db import create_sync_engine, sync_sessionmaker
+from app.kit.db import create_sync_engine, sync_sessionmaker
 
 
 def celery_on(broker_url: str) -> Celery:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.analytics.window import HOUR, MAX_POINTS, DaySpan, day_spans, resolve
-from app.errors import Invalid
+from app.kit.errors import Invalid
 
 NOW = datetime(2026, 5, 17, 13, 45, tzinfo=UTC)
 

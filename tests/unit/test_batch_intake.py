@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.kit.storage import image_key
 from app.qrcodes.batches import archive, intake
 from app.qrcodes.batches.repository import ManifestEntry, rows_to_insert
-from app.storage import image_key
 
 WORKSPACE = uuid.uuid4()
 BASE = "http://qr.test"

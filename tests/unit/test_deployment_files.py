@@ -10,7 +10,7 @@ import yaml
 from typer.main import get_command
 
 from app.cli import cli
-from app.settings import Settings
+from app.kit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from app.kit.settings import Settings
 from app.qrcodes.style import Style
-from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?[^}]+\}$")

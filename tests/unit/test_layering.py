@@ -31,7 +31,7 @@ def test_every_column_has_its_type_whatever_else_a_process_imported():
         probe = (
             f"import {module}\n"
             "from sqlalchemy.types import NullType\n"
-            "from app.db import Base\n"
+            "from app.kit.db import Base\n"
             "print(sorted(f'{t.name}.{c.name}' for t in Base.metadata.tables.values() for c in t.columns "
             "if isinstance(c.type, NullType)))\n"
         )

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from app.logging import configure_logging
-from app.settings import Settings
+from app.kit.logging import configure_logging
+from app.kit.settings import Settings
 
 SECRET = "s3cr3tS3cr3tS3cr3tS3cr3t"
 API_KEY = f"qrf_deadbeef_{SECRET}"

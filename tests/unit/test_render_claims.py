@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import psutil
 
-from app.db import utcnow
+from app.kit.db import utcnow
 from app.qrcodes.claims import is_live, this_process
 from app.qrcodes.recovery import LostAfter, _held_for, _Pending
 

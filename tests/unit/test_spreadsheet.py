@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.kit.spreadsheet import safe_cell
+from app.kit.storage import LocalImageStore
 from app.qrcodes.batches.archive import MANIFEST, stream
 from app.qrcodes.batches.repository import ManifestEntry
-from app.spreadsheet import safe_cell
-from app.storage import LocalImageStore
 
 FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(1+1)", "-2+3", "\t=1+1", "\r=1+1"]
 

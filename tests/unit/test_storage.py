@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from app.storage import LocalImageStore
+from app.kit.storage import LocalImageStore
 
 
 def test_keep_only_leaves_the_named_images_and_a_live_writers_temporary(tmp_path):

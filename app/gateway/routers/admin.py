@@ -14,7 +14,7 @@ from app.analytics.events import ReclassifyRequested
 from app.gateway.deps import TrackedTasksDep
 from app.gateway.errors import error_responses
 from app.gateway.routers.analytics import Operator
-from app.tracked_tasks import TaskAccepted
+from app.kit.tracked_tasks import TaskAccepted
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

@@ -14,12 +14,12 @@ from app.analytics import service
 from app.analytics.events import RollupRequested
 from app.analytics.schemas import CodeAnalytics, WorkspaceAnalytics
 from app.analytics.window import MAX_POINTS, Interval, Window, resolve
-from app.db import utcnow
 from app.gateway.deps import Reader, SessionDep, TrackedTasksDep, require
 from app.gateway.errors import error_responses
 from app.identity.models import Scope
 from app.identity.service import Principal
-from app.tracked_tasks import TaskAccepted
+from app.kit.db import utcnow
+from app.kit.tracked_tasks import TaskAccepted
 
 router = APIRouter(tags=["analytics"])
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from app.instance import INSTANCE_HEADER
+from app.kit.instance import INSTANCE_HEADER
 
 router = APIRouter(tags=["health"])
 _CHECK_TIMEOUT = 2.0
@@ -56,7 +56,7 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:  # any failure means "not ready"; the message says which and why
             results[name] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in results.values())
-    # `qrflow up` waits for its own gateway, not for whatever answers on the port (app/instance.py).
+    # `qrflow up` waits for its own gateway, not for whatever answers on the port (app/kit/instance.py).
     headers = {INSTANCE_HEADER: state.settings.instance_id} if state.settings.instance_id else None
     body = {"status": "ready" if ready else "unavailable", **results}
     return JSONResponse(body, status_code=200 if ready else 503, headers=headers)

@@ -9,7 +9,6 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
-from app.errors import Invalid, NotFound
 from app.gateway.deps import (
     JsonBody,
     LinkCacheDep,
@@ -22,6 +21,7 @@ from app.gateway.deps import (
 )
 from app.gateway.errors import ErrorBody, error_responses
 from app.gateway.images import MEDIA_TYPES, rescale_png
+from app.kit.errors import Invalid, NotFound
 from app.qrcodes import service
 from app.qrcodes.content import Kind
 from app.qrcodes.schemas import CREATE_EXAMPLES, IMAGE_FORMATS, CodeOut, CodePage, CreateCode, UpdateCode

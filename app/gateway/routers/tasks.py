@@ -1,4 +1,4 @@
-"""/v1/tasks: the state of a task this workspace started (app/tracked_tasks.py)."""
+"""/v1/tasks: the state of a task this workspace started (app/kit/tracked_tasks.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import uuid
 
 from fastapi import APIRouter
 
-from app.errors import NotFound
 from app.gateway.deps import Reader, TrackedTasksDep
 from app.gateway.errors import error_responses
-from app.tracked_tasks import TaskState
+from app.kit.errors import NotFound
+from app.kit.tracked_tasks import TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table('workspaces',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_workspaces')),
     sa.UniqueConstraint('name', name=op.f('uq_workspaces_name'))
     )
@@ -32,9 +32,9 @@ def upgrade() -> None:
     sa.Column('key_hash', sa.String(length=64), nullable=False),
     sa.Column('scope', sa.String(length=10), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=True),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_used_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(
         ['workspace_id'], ['workspaces.id'], name=op.f('fk_api_keys_workspace_id_workspaces'), ondelete='CASCADE'
     ),
@@ -49,9 +49,9 @@ def upgrade() -> None:
     sa.Column('workspace_id', sa.Uuid(), nullable=False),
     sa.Column('slug', sa.String(length=64), nullable=False),
     sa.Column('target_url', sa.Text(), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(
         ['workspace_id'], ['workspaces.id'], name=op.f('fk_links_workspace_id_workspaces'), ondelete='CASCADE'
     ),
@@ -73,11 +73,11 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('images', sa.JSON(), nullable=False),
-    sa.Column('render_requested_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('rendered_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('render_requested_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('rendered_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['link_id'], ['links.id'], name=op.f('fk_qrcodes_link_id_links')),
     sa.ForeignKeyConstraint(
         ['workspace_id'], ['workspaces.id'], name=op.f('fk_qrcodes_workspace_id_workspaces'), ondelete='CASCADE'

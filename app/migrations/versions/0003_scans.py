@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -27,8 +27,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('link_id', sa.Uuid(), nullable=False),
-    sa.Column('scanned_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('stored_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('scanned_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('stored_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('user_agent', sa.Text(), nullable=True),
     sa.Column('referrer', sa.Text(), nullable=True),
     sa.Column('referrer_host', sa.String(length=255), nullable=True),
@@ -50,7 +50,7 @@ def upgrade() -> None:
     with op.batch_alter_table('links', schema=None) as batch_op:
         batch_op.add_column(sa.Column('forward_query', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('disabled', sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.add_column(sa.Column('expires_at', app.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('expires_at', app.kit.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('max_scans', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('scans_total', sa.Integer(), nullable=False, server_default='0'))
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0004'
 down_revision: str | None = '0003'
@@ -21,16 +21,16 @@ def upgrade() -> None:
     op.create_table('analytics_state',
     sa.Column('name', sa.String(length=32), nullable=False),
     sa.Column('last_scan_id', sa.BigInteger(), nullable=False),
-    sa.Column('as_of', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('as_of', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('closed_before', sa.Date(), nullable=True),
     sa.Column('purged_before', sa.Date(), nullable=True),
     sa.Column('purge_cursor', sa.BigInteger(), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_analytics_state'))
     )
     op.create_table('analytics_daily',
     sa.Column('dimension', sa.String(length=8), nullable=False),
-    sa.Column('start', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('start', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
     sa.Column('scans', sa.Integer(), nullable=False),
@@ -43,7 +43,7 @@ def upgrade() -> None:
     )
     op.create_table('analytics_hourly',
     sa.Column('dimension', sa.String(length=8), nullable=False),
-    sa.Column('start', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('start', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('link_id', sa.Uuid(), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
     sa.Column('scans', sa.Integer(), nullable=False),

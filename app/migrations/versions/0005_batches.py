@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('total', sa.Integer(), nullable=False),
     sa.Column('rejected', sa.JSON(), nullable=False),
     sa.Column('rejected_rows', sa.Integer(), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(
         ['workspace_id'], ['workspaces.id'], name=op.f('fk_batches_workspace_id_workspaces'), ondelete='CASCADE'
     ),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0009'
 down_revision: str | None = '0008'
@@ -30,10 +30,10 @@ def upgrade() -> None:
     sa.Column('disabled_reason', sa.Text(), nullable=True),
     sa.Column('secret', sa.Text(), nullable=False),
     sa.Column('previous_secret', sa.Text(), nullable=True),
-    sa.Column('previous_secret_until', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('failing_since', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('previous_secret_until', app.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('failing_since', app.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'],
                             name=op.f('fk_webhook_endpoints_workspace_id_workspaces'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('workspace_id', sa.Uuid(), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'],
                             name=op.f('fk_webhook_events_workspace_id_workspaces'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_events'))
@@ -61,11 +61,11 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('lease_until', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('lease_until', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('delivered_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'],
                             name=op.f('fk_webhook_deliveries_endpoint_id_webhook_endpoints'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['event_id'], ['webhook_events.id'],
@@ -81,7 +81,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('delivery_id', sa.Uuid(), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
-    sa.Column('attempted_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('attempted_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('duration_ms', sa.Integer(), nullable=False),
     sa.Column('response', sa.Text(), nullable=True),

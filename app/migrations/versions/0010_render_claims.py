@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.kit.db
 
 revision: str = '0010'
 down_revision: str | None = '0009'
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('qrcodes', schema=None) as batch_op:
         batch_op.add_column(sa.Column('render_claimed_by', sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column('render_claimed_at', app.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('render_claimed_at', app.kit.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('render_attempts', sa.Integer(), server_default='0', nullable=False))
         batch_op.create_index('ix_qrcodes_status_render_claimed', ['status', 'render_claimed_at'], unique=False)
 

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from app.kit.spreadsheet import safe_cell
+from app.kit.storage import ImageStore, image_key
 from app.links.service import short_url
 from app.qrcodes.batches.repository import ManifestEntry
-from app.spreadsheet import safe_cell
-from app.storage import ImageStore, image_key
 
 _FLUSH_AT = 256 * 1024
 _ALREADY_COMPRESSED = frozenset({"png", "pdf"})

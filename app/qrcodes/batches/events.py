@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from app.events import Event
+from app.kit.events import Event
 
 # One message carries this many codes at most (QRFLOW_BATCH_CHUNK_SIZE is bounded by it).
 MAX_CHUNK = 1000

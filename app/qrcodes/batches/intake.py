@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from app.db import new_id
-from app.errors import DomainError, Invalid, UnsupportedMediaType
+from app.kit.db import new_id
+from app.kit.errors import DomainError, Invalid, UnsupportedMediaType
 from app.qrcodes.models import QRCode
 from app.qrcodes.schemas import IMAGE_FORMATS, CreateCode
 from app.qrcodes.service import new_code

@@ -23,11 +23,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.messaging import EventPublisher
+from app.kit.messaging import EventPublisher
+from app.kit.storage import ImageStore
 from app.qrcodes import claims, jobs
 from app.qrcodes.batches.events import BatchChunkRequested
 from app.qrcodes.models import QRCode, Status
-from app.storage import ImageStore
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import new_id
+from app.kit.db import new_id
 from app.links.models import Link
 from app.qrcodes.batches.intake import Accepted
 from app.qrcodes.batches.models import Batch, BatchItem

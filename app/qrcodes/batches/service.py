@@ -21,10 +21,11 @@ from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import new_id
-from app.errors import Invalid, NotFound, NotReady
+from app.kit.db import new_id
+from app.kit.errors import Invalid, NotFound, NotReady
+from app.kit.messaging import EventPublisher
+from app.kit.storage import ImageStore
 from app.links import service as links
-from app.messaging import EventPublisher
 from app.qrcodes import render_cost
 from app.qrcodes.batches import archive, intake
 from app.qrcodes.batches.events import BatchChunkRequested
@@ -33,7 +34,6 @@ from app.qrcodes.batches.models import Batch
 from app.qrcodes.batches.repository import BatchRepository, Progress, rows_to_insert
 from app.qrcodes.batches.schemas import MAX_LISTED_ERRORS, BatchError, BatchOut
 from app.qrcodes.repository import Cursor
-from app.storage import ImageStore
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ import structlog
 from celery import Celery
 from prometheus_client import Counter
 
-from app.events import Event
+from app.kit.events import Event
 
 log = structlog.get_logger(__name__)
 

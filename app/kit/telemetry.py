@@ -1,4 +1,4 @@
-"""Traces (OpenTelemetry) from the gateway's request into the Celery task (app/logging.py puts their
+"""Traces (OpenTelemetry) from the gateway's request into the Celery task (app/kit/logging.py puts their
 ids in every log line), and the queue depths the gateway's /metrics reports.
 
 Tracing is set up per process: the gateway in create_app, workers in workers/signals.py (in each prefork
@@ -15,7 +15,7 @@ standard variables:
 
 Trace context travels from the gateway to the worker in the task message's headers (`traceparent`),
 put there by opentelemetry-instrumentation-celery on the publishing side. The gateway publishes from a
-background thread that runs each publish in a copy of the request's contextvars (app/messaging.py), so
+background thread that runs each publish in a copy of the request's contextvars (app/kit/messaging.py), so
 the request's span is the current span when the message is published.
 """
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.db import new_id, utcnow
+from app.kit.db import new_id, utcnow
 
 
 class Event(BaseModel):

@@ -21,9 +21,9 @@ import structlog
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.errors import DomainError
-from app.events import Event
-from app.messaging import EVENTS_PUBLISHED
+from app.kit.errors import DomainError
+from app.kit.events import Event
+from app.kit.messaging import EVENTS_PUBLISHED
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

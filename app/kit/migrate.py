@@ -7,10 +7,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from app.db import make_private
-from app.settings import Settings
+from app.kit.db import make_private
+from app.kit.settings import Settings
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"  # app/migrations, shipped as package data
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr("")
 
     # Set by `qrflow up` for its services: /readyz echoes it (X-Qrflow-Instance), so `up` knows that the
-    # gateway answering on its port is its own (app/instance.py). Empty outside `qrflow up`.
+    # gateway answering on its port is its own (app/kit/instance.py). Empty outside `qrflow up`.
     instance_id: str = ""
 
     log_level: str = "INFO"

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import structlog
 
-from app.settings import Settings
+from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-from app.settings import Settings
+from app.kit.settings import Settings
 
 
 def add_trace_context(_logger: object, _name: str, event_dict: dict) -> dict:
