@@ -156,7 +156,7 @@ def _banner(console: Console, settings: Settings, base: str, api_key: str | None
     console.print(f"  Flower     {flower}   user {settings.flower_user}, {password_hint}")
     console.print(f"  Data       {settings.data_dir}")
     if api_key:
-        console.print("  API key    (workspace 'default', scope operator: admin, and platform-wide operations; shown only this once)")
+        console.print("  API key    (workspace 'default', scope operator; shown only this once)")
         print(f"QRFLOW_API_KEY={api_key}", flush=True)
     else:
         console.print(
