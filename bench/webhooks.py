@@ -1,13 +1,15 @@
 """Webhook delivery throughput: N link.scanned events fanned out to 2 endpoints, against a raw async
 httpx POST loop to the same receiver in the same run.
 
-    python bench/webhooks.py [--events 20000]
+    python bench/webhooks.py [--events 20000] [--pace SCANS_PER_SECOND]
 
 A receiver (uvicorn, verifying every signature with `standardwebhooks`, as a receiver would) runs in a
 process of its own. The baseline posts signed envelopes to it from one asyncio loop (64 at a time). Then
 the scans worker's own function (app/scans/ingest.record_scans) stores the scans in batches of 1,000,
 which records the events in the outbox, and the webhooks worker, as `qrflow up` runs it, delivers them.
 Reported: deliveries per second of each, their ratio, and end-to-end lag (scan stored → delivered).
+By default the scans come as fast as they are stored (a backlog: the lag is mostly the time to drain it);
+--pace stores them at a steady rate instead, in a batch every 0.2 s, as a steady stream of visitors does.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def _now() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--pace", type=int, default=0, help="scans stored per second (default: at once)")
     parser.add_argument("--receiver", nargs=3, metavar=("PORT", "SECRET1", "SECRET2"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.receiver:
@@ -116,10 +119,11 @@ def main() -> None:
         uvicorn.run(receiver_app({"/e1": first, "/e2": second}), port=int(port), log_level="warning", access_log=False)
         return
     with temp_dir("qrflow-bench-webhooks-") as tmp:
-        run(tmp, options.events)
+        run(tmp, options.events, options.pace)
 
 
-def run(tmp: Path, count: int) -> None:
+
+def run(tmp: Path, count: int, pace: int = 0) -> None:
     from app.kit import redis_server
 
     found = redis_server.find_binary()
@@ -164,8 +168,9 @@ def run(tmp: Path, count: int) -> None:
                 env=os.environ, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
             )
         time.sleep(3)  # the worker connects
+        worker_cpu = _cpu_seconds(processes["worker"].pid)
         started = time.perf_counter()
-        _store_scans(sessions, links, count)
+        _store_scans(sessions, links, count, pace)
         stored = time.perf_counter() - started
         deadline = time.monotonic() + 600
         while (stats := httpx.get(f"{base}/stats").json())["distinct"] < 2 * count:
@@ -173,17 +178,31 @@ def run(tmp: Path, count: int) -> None:
                 raise SystemExit(f"only {stats} after 10 minutes")
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
+        worker_cpu = _cpu_seconds(processes["worker"].pid) - worker_cpu
     finally:
         for process in processes.values():
             stop(process)
         redis.stop()
     rate = 2 * count / elapsed
-    console.print(f"{count} link.scanned events × 2 endpoints = {2 * count} deliveries; scans stored in {stored:.1f} s")
+    paced = f", {pace} a second" if pace else ""
+    console.print(f"{count} link.scanned events × 2 endpoints = {2 * count} deliveries; "
+                  f"scans stored in {stored:.1f} s{paced}")
     console.print(f"raw async httpx POST loop (64 in flight): {baseline:,.0f}/s")
     console.print(f"qrflow webhooks worker ({' '.join(worker_arguments('webhooks'))}): {rate:,.0f}/s "
                   f"= {rate / baseline:.2f} of the raw loop; duplicates {stats['requests'] - stats['distinct']}, "
                   f"bad signatures {stats['bad']}")
-    console.print(f"lag scan stored → delivered: p50 {stats['p50']:.2f} s, p99 {stats['p99']:.2f} s")
+    console.print(f"lag scan stored → delivered: p50 {stats['p50']:.2f} s, p99 {stats['p99']:.2f} s; "
+                  f"webhooks worker CPU {1000 * worker_cpu / (2 * count):.2f} ms per delivery")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(int(c)) for c in children)
 
 
 def _code_with_link(sessions):  # noqa: ANN001, ANN202
@@ -206,18 +225,23 @@ def _code_with_link(sessions):  # noqa: ANN001, ANN202
     return workspace_id, links
 
 
-def _store_scans(sessions, links, count: int) -> None:  # noqa: ANN001
+
+def _store_scans(sessions, links, count: int, pace: int) -> None:  # noqa: ANN001
     from app.kit.db import utcnow
     from app.scans.enrichment import Enricher
     from app.scans.events import ScanRecorded
     from app.scans.ingest import record_scans
 
     enricher = Enricher(None, False)
-    for start in range(0, count, 1000):
+    size = max(1, pace // 5) if pace else 1000
+    started = time.monotonic()
+    for start in range(0, count, size):
+        if pace:
+            time.sleep(max(0.0, started + start / pace - time.monotonic()))
         batch = [
             ScanRecorded(link_id=links[index % len(links)], slug=f"bench{index % len(links)}",
                          ip=f"10.0.{index % 250}.1", user_agent=PHONE, referrer=None, occurred_at=utcnow())
-            for index in range(start, min(count, start + 1000))
+            for index in range(start, min(count, start + size))
         ]
         record_scans(sessions, enricher, batch)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import structlog
 
 from app.webhooks import jobs, sending
-from app.webhooks.delivery import Deliverer, Policy
-from app.webhooks.events import DeliveriesRequested, DeliveryRequested
+from app.webhooks.delivery import LEASE, Deliverer, Policy
+from app.webhooks.events import DeliveriesRequested
 from app.webhooks.secrets import secret_box
 from app.webhooks.slots import Slots
 from workers.celery_app import celery_app
@@ -25,7 +26,8 @@ _deliverer: Deliverer | None = None
 
 
 def deliverer() -> Deliverer:
-    """This process's: its threads share one HTTP client and one Redis connection pool."""
+    """This process's: its threads share one HTTP client (a pool of kept-alive connections) and one Redis
+    connection pool."""
     global _deliverer
     resources = runtime()
     if _deliverer is None or _deliverer.sessions is not resources.sessions:
@@ -34,41 +36,35 @@ def deliverer() -> Deliverer:
             sessions=resources.sessions,
             box=secret_box(settings),
             client=sending.new_client(),
-            slots=Slots(settings.redis_url, settings.webhook_endpoint_concurrency, sending.TOTAL_TIMEOUT + 15),
+            slots=Slots(settings.redis_url, settings.webhook_endpoint_concurrency, LEASE.total_seconds()),
             policy=Policy.of(settings),
         )
     return _deliverer
 
 
-def publish_deliveries(delivery_ids: list, countdown: float | None = None) -> None:
-    for delivery_id in delivery_ids:
-        message = DeliveryRequested(delivery_id=delivery_id)
+def publish_deliveries(endpoint_id: uuid.UUID, delivery_ids: list, countdown: float | None = None) -> None:
+    for message in DeliveriesRequested.for_endpoint(endpoint_id, delivery_ids):
         celery_app.send_task(
-            DeliveryRequested.task_name, kwargs={"event": message.to_message()}, countdown=countdown, ignore_result=True
+            DeliveriesRequested.task_name, kwargs={"event": message.to_message()}, countdown=countdown or None,
+            ignore_result=True,
         )
 
 
 @celery_app.task(name=DeliveriesRequested.task_name, **retry_on_database_down)
 def deliveries_requested(event: dict) -> int:
     requested = DeliveriesRequested.model_validate(event)
-    publish_deliveries(requested.delivery_ids)
+    for again in deliverer().deliver(requested.endpoint_id, requested.delivery_ids):
+        if again.countdown <= COUNTDOWN_AT_MOST:
+            # Published before this message is acknowledged: a worker dying now leaves both, and the
+            # duplicate finds the deliveries done or not yet due. If the publish fails, the sweeper has them.
+            publish_deliveries(requested.endpoint_id, again.delivery_ids, countdown=again.countdown)
     return len(requested.delivery_ids)
-
-
-@celery_app.task(name=DeliveryRequested.task_name, **retry_on_database_down)
-def deliver(event: dict) -> str:
-    requested = DeliveryRequested.model_validate(event)
-    outcome = deliverer().deliver(requested.delivery_id)
-    if outcome.retry_in is not None and outcome.retry_in <= COUNTDOWN_AT_MOST:
-        # Published before this message is acknowledged: a worker dying now leaves both, and the
-        # duplicate finds the delivery done or not yet due. If the publish fails, the sweeper has it.
-        publish_deliveries([requested.delivery_id], countdown=outcome.retry_in)
-    return outcome.result
 
 
 @celery_app.task(name="webhooks.sweep_outbox", **retry_on_database_down)
 def sweep_outbox() -> int:
     resources = runtime()
     swept = jobs.sweep(resources.sessions, timedelta(seconds=resources.settings.webhook_sweep_after_seconds))
-    publish_deliveries(swept)
-    return len(swept)
+    for endpoint_id, delivery_ids in swept.items():
+        publish_deliveries(endpoint_id, delivery_ids)
+    return sum(len(ids) for ids in swept.values())

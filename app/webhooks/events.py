@@ -145,19 +145,24 @@ def envelope_schemas() -> dict[str, Any]:
 
 
 class DeliveriesRequested(Event):
-    """v1: deliveries recorded in the outbox, to be sent. Handled by `webhooks.deliveries_requested`
-    on queue `webhooks`, which publishes one `webhooks.deliver` (DeliveryRequested) per delivery."""
+    """v2: deliveries to one endpoint, to be sent (v1 named no endpoint and was fanned out into one message
+    per delivery). Handled by `webhooks.deliveries_requested` on queue `webhooks`: one attempt each that
+    is due, sent in order on one of the endpoint's concurrency slots; claimed together and recorded
+    together, so a message costs two write transactions however many deliveries it carries."""
 
     task_name: ClassVar[str] = "webhooks.deliveries_requested"
 
-    version: Literal[1] = 1
+    version: Literal[2] = 2
+    endpoint_id: uuid.UUID
     delivery_ids: list[uuid.UUID]
 
+    # Deliveries per message: a busy endpoint's backlog is spread over its slots (4 by default) in
+    # messages small enough that one worker thread sends each within the time budget (delivery.py).
+    AT_MOST: ClassVar[int] = 100
 
-class DeliveryRequested(Event):
-    """v1: send one delivery (one attempt, or none if it is not due or already done)."""
-
-    task_name: ClassVar[str] = "webhooks.deliver"
-
-    version: Literal[1] = 1
-    delivery_id: uuid.UUID
+    @classmethod
+    def for_endpoint(cls, endpoint_id: uuid.UUID, delivery_ids: list[uuid.UUID]) -> list[DeliveriesRequested]:
+        return [
+            cls(endpoint_id=endpoint_id, delivery_ids=delivery_ids[start:start + cls.AT_MOST])
+            for start in range(0, len(delivery_ids), cls.AT_MOST)
+        ]

@@ -28,19 +28,21 @@ def _redis() -> redis.Redis:
     return _client
 
 
-def count_delivery(result: str, seconds: float | None = None, lag: float | None = None) -> None:
-    """One attempt's result and duration, and for a delivered one the lag from its event's recording."""
+def count_deliveries(attempts: list[tuple[str, float | None, float | None]]) -> None:
+    """Attempts' (result, duration, lag) in one round trip; lag, from the event's recording, is given for
+    delivered ones."""
     try:
         with _redis().pipeline(transaction=False) as pipe:
-            pipe.hincrby(RESULTS, result, 1)
-            if lag is not None:
-                pipe.hset(STATE, "last_delivered_lag_seconds", lag)
-            if seconds is not None:
-                for bound in BUCKETS:
-                    if seconds <= bound:
-                        pipe.hincrby(LATENCY, f"le:{bound}", 1)
-                pipe.hincrby(LATENCY, "count", 1)
-                pipe.hincrbyfloat(LATENCY, "sum", seconds)
+            for result, seconds, lag in attempts:
+                pipe.hincrby(RESULTS, result, 1)
+                if lag is not None:
+                    pipe.hset(STATE, "last_delivered_lag_seconds", lag)
+                if seconds is not None:
+                    for bound in BUCKETS:
+                        if seconds <= bound:
+                            pipe.hincrby(LATENCY, f"le:{bound}", 1)
+                    pipe.hincrby(LATENCY, "count", 1)
+                    pipe.hincrbyfloat(LATENCY, "sum", seconds)
             pipe.execute()
     except RedisError:
         pass  # a metric is not worth failing a delivery for

@@ -1,8 +1,9 @@
 """Recording events in the outbox, inside the caller's transaction.
 
 `Outbox(session)` is made per transaction: `record` adds the event and one delivery per subscribed
-endpoint of the workspace, and remembers the deliveries; once the caller has committed, `announce`
-publishes one DeliveriesRequested for them (and a publish that fails is no loss: the sweeper finds them).
+endpoint of the workspace, and remembers the deliveries; once the caller has committed, it publishes
+DeliveriesRequested for them, one message per endpoint and 100 deliveries (and a publish that fails is no
+loss: the sweeper finds them).
 A workspace with no endpoint subscribed to a type gets no row at all: events nobody asked for are not
 stored. The gateway uses AsyncOutbox, workers Outbox; the rules (`subscribers`) are the same.
 """
@@ -60,7 +61,7 @@ def _subscription(row) -> Subscription:  # noqa: ANN001 - a result row
 @dataclass
 class _Recorder:
     subscriptions: list[Subscription]
-    delivery_ids: list[uuid.UUID] = field(default_factory=list)
+    delivery_ids: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)  # by endpoint
     events: list[dict] = field(default_factory=list)
     deliveries: list[dict] = field(default_factory=list)
 
@@ -94,7 +95,7 @@ class _Recorder:
         })
         for endpoint_id in endpoints:
             delivery_id = new_id()
-            self.delivery_ids.append(delivery_id)
+            self.delivery_ids.setdefault(endpoint_id, []).append(delivery_id)
             self.deliveries.append({
                 "id": delivery_id, "endpoint_id": endpoint_id, "event_id": event_id, "status": "pending",
                 "attempts": 0, "failures": 0, "next_attempt_at": now, "created_at": now,
@@ -115,14 +116,16 @@ class _Recorder:
         could look for rows not yet visible), and forget them if it rolls back."""
 
         def committed(_: Session) -> None:
-            if self.delivery_ids:
-                requested = DeliveriesRequested(delivery_ids=self.delivery_ids)
-                self.delivery_ids = []
-                chosen = publisher or _worker_publisher()
-                chosen.publish_later(requested) if later else chosen.publish(requested)
+            pending, self.delivery_ids = self.delivery_ids, {}
+            if not pending:
+                return
+            chosen = publisher or _worker_publisher()
+            for endpoint_id, delivery_ids in pending.items():
+                for requested in DeliveriesRequested.for_endpoint(endpoint_id, delivery_ids):
+                    chosen.publish_later(requested) if later else chosen.publish(requested)
 
         def rolled_back(_: Session) -> None:
-            self.delivery_ids = []
+            self.delivery_ids = {}
 
         event.listen(session, "after_commit", committed, once=True)
         event.listen(session, "after_soft_rollback", rolled_back, once=True)

@@ -33,26 +33,41 @@ def new_client() -> httpx.Client:
     )
 
 
-def post(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], *, production: bool, allow_private: bool
-) -> Response:
+@dataclass(frozen=True)
+class Target:
+    """Where an endpoint's requests go: its URL with the host replaced by an address that was checked."""
+
+    url: httpx.URL
+    host_header: str
+    extensions: dict
+
+    @classmethod
+    def of(cls, url: str, *, production: bool, allow_private: bool) -> Target:
+        """Checked and resolved now (Refused, with the reason, if the URL or an address is not allowed)."""
+        scheme, host, port = check_url(url, production=production)
+        address = resolve(host, port, allow_private=allow_private)[0]
+        default_port = port == (443 if scheme == "https" else 80)
+        return cls(
+            url=httpx.URL(url).copy_with(host=address.split("%", 1)[0]),
+            host_header=host if default_port else f"{host}:{port}",
+            # TLS still checks the certificate against the name, not the address.
+            extensions={"sni_hostname": host} if scheme == "https" else {},
+        )
+
+
+def refused(error: str) -> Response:
+    return Response(None, None, error, 0)
+
+
+def post(client: httpx.Client, target: Target, body: bytes, headers: dict[str, str]) -> Response:
     started = time.monotonic()
 
     def answer(status_code: int | None = None, text: str | None = None, error: str | None = None) -> Response:
         return Response(status_code, text, error, int((time.monotonic() - started) * 1000))
 
+    headers = {**headers, "Host": target.host_header}
     try:
-        scheme, host, port = check_url(url, production=production)
-        address = resolve(host, port, allow_private=allow_private)[0]
-    except Exception as exc:  # Refused: the URL or what it resolves to is not allowed now
-        return answer(error=getattr(exc, "message", str(exc)))
-    pinned = httpx.URL(url).copy_with(host=address.split("%", 1)[0])
-    default_port = port == (443 if scheme == "https" else 80)
-    headers = {**headers, "Host": host if default_port else f"{host}:{port}"}
-    # TLS still checks the certificate against the name, not the address.
-    extensions = {"sni_hostname": host} if scheme == "https" else {}
-    try:
-        request = client.build_request("POST", pinned, content=body, headers=headers, extensions=extensions)
+        request = client.build_request("POST", target.url, content=body, headers=headers, extensions=target.extensions)
         response = client.send(request, stream=True)
         try:
             received = bytearray()

@@ -141,7 +141,7 @@ async def retry_delivery(
     delivery.status, delivery.failures = DeliveryStatus.PENDING, 0
     delivery.next_attempt_at, delivery.lease_until = utcnow(), None
     await session.commit()
-    publisher.publish_later(DeliveriesRequested(delivery_ids=[delivery.id]))
+    publisher.publish_later(DeliveriesRequested(endpoint_id=endpoint_id, delivery_ids=[delivery.id]))
     return delivery
 
 
@@ -153,5 +153,6 @@ async def replay(
     ids = await WebhookRepository(session).restart_dead(endpoint_id, since)
     await session.commit()
     if ids:
-        publisher.publish_later(DeliveriesRequested(delivery_ids=ids))
+        for requested in DeliveriesRequested.for_endpoint(endpoint_id, ids):
+            publisher.publish_later(requested)
     return len(ids)

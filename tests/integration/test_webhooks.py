@@ -27,6 +27,8 @@ from tests.conftest import Caller, _issue, wait_until_rendered
 
 RECEIVER = Path(__file__).with_name("webhook_receiver.py")
 SCHEDULE = "1,2,4,8,16,32"
+IPHONE = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"}
 
 
 class Receiver:
@@ -245,10 +247,8 @@ def test_1000_scans_are_1000_distinct_link_scanned_events(hooks, admin, receiver
     code = hooks.post("/v1/qrcodes", json={"kind": "url", "data": {"url": "https://example.com/scanned"},
                                             "dynamic": True}, headers=admin.headers).json()
     endpoint = subscribe(hooks, admin, receiver.url, ["link.scanned"], code_ids=[code["id"]])
-    browser = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-               "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"}
     for _ in range(1000):
-        assert hooks.get(f"/r/{code['slug']}", headers=browser, follow_redirects=False).status_code in (302, 307)
+        assert hooks.get(f"/r/{code['slug']}", headers=IPHONE, follow_redirects=False).status_code in (302, 307)
     got = receiver.wait_for(lambda got: len({r["headers"]["webhook-id"] for r in got}) >= 1000, timeout=120)
     time.sleep(2)  # anything more would be a duplicate, or an extra event
     got = receiver.received()
@@ -390,4 +390,23 @@ def test_a_link_reaching_max_scans_is_exhausted_once(hooks, admin, receiver):
     event = verified(request, endpoint["secret"])
     assert event["type"] == "link.exhausted"
     assert (event["data"]["code_id"], event["data"]["max_scans"], event["data"]["scans_total"]) == (code["id"], 3, 3)
+    hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
+
+
+def test_deliveries_past_a_message_s_time_budget_go_back_unattempted_and_arrive_once(hooks, admin, receiver):
+    # Each answer takes 6 s: a message carrying the three scans' deliveries sends two within its 10 s budget
+    # and puts the third back, unclaimed, for another message; each is attempted once, as attempt 1.
+    receiver.start(delay=6)
+    code = hooks.post("/v1/qrcodes", json={"kind": "url", "data": {"url": "https://example.com/budget"},
+                                            "dynamic": True}, headers=admin.headers).json()
+    endpoint = subscribe(hooks, admin, receiver.url, ["link.scanned"], code_ids=[code["id"]])
+    for _ in range(3):
+        assert hooks.get(f"/r/{code['slug']}", headers=IPHONE, follow_redirects=False).status_code in (302, 307)
+    got = receiver.wait_for(lambda got: len(got) >= 3, timeout=60)
+    assert len({verified(r, endpoint["secret"])["id"] for r in got}) == 3
+    listed = deliveries(hooks, admin, endpoint["id"], lambda items: len(items) == 3 and all(
+        d["status"] == "delivered" for d in items))
+    assert [[a["attempt"] for a in d["attempts"]] for d in listed] == [[1], [1], [1]]
+    time.sleep(2)
+    assert len(receiver.received()) == 3  # no duplicate
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
