@@ -21,13 +21,13 @@ from sqlalchemy import select, text, update
 
 from app.analytics import rollup as rollups
 from app.analytics.sqlite_turns import SQLITE_CHUNK
-from app.identity.models import ApiKey
+from app.identity.models import ApiKey, Scope
 from app.identity.usage import USAGE_KEY, flush_key_usage
 from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.scans import ingest
 from app.scans.enrichment import Enricher
 from app.scans.events import ScanRecorded
-from tests.conftest import fresh_database, wait_until_rendered
+from tests.conftest import _issue, fresh_database, wait_until_rendered
 from tests.integration.analytics_helpers import insert_scans, new_links, scan_row
 
 URL_CODE = {"kind": "url", "dynamic": True, "data": {"url": "https://example.com/contention"}}
@@ -78,12 +78,14 @@ def test_a_read_request_writes_nothing(backend, gateway, alice, sessions):
             assert session.execute(_XMIN, {"p": alice.key.split("_")[1]}).one() == before
 
 
-def test_a_keys_last_use_is_flushed_to_the_database(backend, gateway, bob, sessions):
+def test_a_keys_last_use_is_flushed_to_the_database(backend, gateway, sessions):
+    # A key of its own: one the suite's other tests use may have been flushed already.
+    caller = _issue(backend.settings, "workspace-b", Scope.READ)
     redis = Redis.from_url(backend.settings.redis_url)
     before = datetime.now(UTC)
-    assert gateway.get("/v1/qrcodes", headers=bob.headers).status_code == 200
-    assert _key_row(sessions, bob) == (None,)  # the request wrote nothing
-    prefix = bob.key.split("_")[1]
+    assert gateway.get("/v1/qrcodes", headers=caller.headers).status_code == 200
+    assert _key_row(sessions, caller) == (None,)  # the request wrote nothing
+    prefix = caller.key.split("_")[1]
     with sessions() as session:
         key_id = str(session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)))
     deadline = time.monotonic() + 30  # the gateway pushes every 5 s (QRFLOW_KEY_USAGE_PUSH_SECONDS)
@@ -94,7 +96,7 @@ def test_a_keys_last_use_is_flushed_to_the_database(backend, gateway, bob, sessi
 
     celery_app.send_task("identity.flush_key_usage")  # as beat sends it; the test's worker runs it
     deadline = time.monotonic() + 30
-    while (last_used := _key_row(sessions, bob)[0]) is None:
+    while (last_used := _key_row(sessions, caller)[0]) is None:
         assert time.monotonic() < deadline, "the flush never wrote last_used_at"
         time.sleep(0.2)
     assert last_used is not None and before - timedelta(seconds=1) <= last_used <= datetime.now(UTC)
