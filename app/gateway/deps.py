@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import UnsupportedMediaType
 from app.identity.models import Scope
-from app.identity.service import Principal, authenticate
+from app.identity.service import Principal
 from app.links.cache import LinkCache
 from app.messaging import EventPublisher
 from app.settings import Settings
@@ -64,7 +64,7 @@ async def get_principal(
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "Authorization must be: Bearer <key>", headers=_CHALLENGE)
-    principal = await authenticate(session, token.strip())
+    principal = await request.app.state.verified_keys.authenticate(session, token.strip())
     if principal is None:
         raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
     request.app.state.key_usage.note(principal.key_id)
