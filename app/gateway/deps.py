@@ -19,24 +19,27 @@ from app.settings import Settings
 from app.storage import ImageStore
 
 
+# Every dependency is async def, even those that only read app.state: FastAPI runs a plain def one in its
+# thread pool, a trip out of the event loop and back that waits its turn behind every redirect under a
+# scan flood (issue #21).
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessions() as session:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
-def get_store(request: Request) -> ImageStore:
+async def get_store(request: Request) -> ImageStore:
     return request.app.state.store
 
 
-def get_link_cache(request: Request) -> LinkCache:
+async def get_link_cache(request: Request) -> LinkCache:
     return request.app.state.link_cache
 
 
@@ -85,7 +88,7 @@ Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Routes whose body FastAPI reads as JSON: another media type is a 415 saying what to send, not a 422
     about a dictionary (curl -d sends application/x-www-form-urlencoded unless told otherwise)."""
     essence = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
