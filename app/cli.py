@@ -248,13 +248,14 @@ def apikey_create(
 
 @apikey_cli.command("revoke", cls=PlainHelpCommand)
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: the part after qrf_")]) -> None:
-    """Revoke an API key: it stops working at once."""
+    """Revoke an API key: every gateway refuses it within QRFLOW_API_KEY_CACHE_SECONDS (2 s)."""
     from app.identity.service import revoke_api_key
 
     if not _with_session(lambda session: revoke_api_key(session, prefix.removeprefix("qrf_").split("_")[0])):
         console.print(f"no active key with prefix {prefix!r}")
         raise typer.Exit(1)
-    console.print(f"revoked key {prefix}")
+    bound = get_settings().api_key_cache_seconds
+    console.print(f"revoked key {prefix}" + (f"; gateways refuse it within {bound:g} s" if bound else ""))
 
 
 def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands

@@ -143,6 +143,9 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
         redis_url=redis_url,
         public_base_url="http://qr.test",
         render_republish_after_seconds=5,
+        # Tests that revoke a key and expect the very next request refused read keys every time;
+        # tests/integration/test_verified_keys.py runs the gateway with its default and checks the bound.
+        api_key_cache_seconds=0,
     )
     upgrade(settings)
     yield Backend(request.param, settings)

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.models import Scope
-from app.identity.service import Principal, authenticate
+from app.identity.service import Principal
 from app.kit.errors import UnsupportedMediaType
 from app.kit.messaging import EventPublisher
 from app.kit.settings import Settings
@@ -20,28 +20,31 @@ from app.kit.tracked_tasks import TrackedTasks
 from app.links.cache import LinkCache
 
 
+# Every dependency is async def, even those that only read app.state: FastAPI runs a plain def one in its
+# thread pool, a trip out of the event loop and back that waits its turn behind every redirect under a
+# scan flood (issue #21).
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessions() as session:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
-def get_store(request: Request) -> ImageStore:
+async def get_store(request: Request) -> ImageStore:
     return request.app.state.store
 
 
-def get_link_cache(request: Request) -> LinkCache:
+async def get_link_cache(request: Request) -> LinkCache:
     return request.app.state.link_cache
 
 
-def get_tracked_tasks(request: Request) -> TrackedTasks:
+async def get_tracked_tasks(request: Request) -> TrackedTasks:
     return request.app.state.tracked_tasks
 
 
@@ -71,7 +74,7 @@ async def get_principal(
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "Authorization must be: Bearer <key>", headers=_CHALLENGE)
-    principal = await authenticate(session, token.strip())
+    principal = await request.app.state.verified_keys.authenticate(session, token.strip())
     if principal is None:
         raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
     request.app.state.key_usage.note(principal.key_id)
@@ -92,7 +95,7 @@ Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Routes whose body FastAPI reads as JSON: another media type is a 415 saying what to send, not a 422
     about a dictionary (curl -d sends application/x-www-form-urlencoded unless told otherwise)."""
     essence = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -21,6 +21,7 @@ from app.gateway.ratelimit import RateLimitMiddleware
 from app.gateway.redirect import Redirector, refuse, serve_redirects_first
 from app.gateway.routers import admin, analytics, batches, health, logos, qrcodes, tasks, webhooks
 from app.identity.usage import KeyUsage
+from app.identity.verified_keys import VerifiedKeys
 from app.kit import telemetry
 from app.kit.db import async_sessions, create_gateway_engine
 from app.kit.logging import configure_logging
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.tracked_tasks = TrackedTasks(app.state.redis, celery_app)
         app.state.key_usage = KeyUsage(app.state.redis, settings.key_usage_push_seconds)
         app.state.key_usage.start()
+        app.state.verified_keys = VerifiedKeys(app.state.sessions, settings.api_key_cache_seconds)
+        app.state.verified_keys.start()
         app.state.link_cache = LinkCache(app.state.sessions, settings.redis_url)
         await app.state.link_cache.start()
         spool = ScanSpool(settings)
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await caps.close()
             await app.state.link_cache.stop()
             await app.state.key_usage.stop()
+            await app.state.verified_keys.stop()
             await anyio.to_thread.run_sync(app.state.publisher.close)
             await app.state.redis.aclose()
             await app.state.engine.dispose()

@@ -95,6 +95,18 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def _rollback_if_in_transaction(dbapi_connection: object, _record: object, _state: object) -> None:
+    """The pool's reset of a returned connection, minus the ROLLBACK when there is nothing to roll back.
+
+    A session ends its transaction before it returns its connection, and pysqlite begins one only at a
+    write, so after a read the pool's own ROLLBACK is a second no-op; through aiosqlite it is still a trip
+    to the database's thread, which waits its turn behind every redirect on a flooded event loop (issue
+    #21). Whether a transaction is open is sqlite3's own flag, read without that trip."""
+    sqlite_connection = getattr(dbapi_connection.driver_connection, "_conn", None)  # type: ignore[attr-defined]
+    if sqlite_connection is not None and sqlite_connection.in_transaction:
+        dbapi_connection.rollback()  # type: ignore[attr-defined]
+
+
 def make_private(settings: Settings) -> None:
     """The data directory 0700 and an SQLite database 0600, created so or tightened: they hold every
     workspace's codes, key hashes, scans (IP addresses) and Flower's password, for qrflow's user alone."""
@@ -137,8 +149,10 @@ def create_gateway_engine(settings: Settings) -> AsyncEngine:
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
+            pool_reset_on_return=None,  # _rollback_if_in_transaction instead
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_in_transaction)
         return engine
     return create_async_engine(
         settings.async_database_url,

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     # often, and beat writes them to the database this often; no request writes it.
     key_usage_push_seconds: float = Field(5.0, gt=0)
     key_usage_flush_seconds: float = Field(60.0, gt=0)
+    # An API key the gateway verified is trusted from memory for this long (app/identity/verified_keys.py):
+    # a revoked key is refused at most this many seconds after its revocation commits. 0: every request
+    # reads its key.
+    api_key_cache_seconds: float = Field(2.0, ge=0)
 
     # Webhooks (app/webhooks/): endpoints' signing secrets are stored encrypted with this Fernet key
     # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`);

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from app.kit.errors import Invalid
 from app.qrcodes.models import QRCode, QRCodeTag
@@ -49,7 +50,10 @@ class QRCodeRepository:
         self.session.add(code)
 
     async def get(self, workspace_id: uuid.UUID, code_id: uuid.UUID) -> QRCode | None:
-        return await self.session.scalar(self._visible(workspace_id).where(QRCode.id == code_id))
+        # The tags joined into the same statement rather than selected after it: one statement fewer is
+        # four fewer trips to the database's thread, each of which waits its turn on a flooded event loop.
+        query = self._visible(workspace_id).where(QRCode.id == code_id).options(joinedload(QRCode.tag_rows))
+        return (await self.session.scalars(query)).unique().one_or_none()
 
     async def page(
         self,
