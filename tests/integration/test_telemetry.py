@@ -348,7 +348,7 @@ def test_metrics_report_every_queue_depth_including_priority_lists(gateway, redi
         return {dict(labels)["queue"]: value for labels, value in _samples(text, "qrflow_queue_depth").items()}
 
     before = depths()
-    assert set(before) == {"qr", "scans", "analytics", "default", "qr_batch"}
+    assert set(before) == {"qr", "qr_batch", "scans", "analytics", "default", "webhooks"}
     # The session's test worker does not consume analytics (tests that need it start their own worker
     # and stop it): the messages stay, one of them in a priority list.
     name = f"analytics.qrflow_test_{uuid.uuid4().hex[:8]}"
