@@ -238,6 +238,12 @@ def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alic
             response = client.get(f"/r/{code['slug']}", headers={"user-agent": f"{IPHONE} Build/{uuid.uuid4()}"})
             assert response.status_code == 302, n
     worker = platform.start_worker()
+    # A pool process killed while the worker first starts takes the whole worker down ("Could not start
+    # worker processes"): the kill is for a process storing a batch, so it waits for the worker's "ready".
+    deadline = time.monotonic() + 120
+    while "ready." not in "".join(p.read_text() for p in platform.tmp_path.glob("worker-*.log")):
+        assert time.monotonic() < deadline, "the scans worker never said it was ready"
+        time.sleep(0.2)
     kills = _kill_pool_processes(worker.pid, times=1)
     assert kills == 1
     assert platform.wait_stored(code["slug"], 6000, timeout=360) == (6000, 6000)
