@@ -12,6 +12,7 @@ from __future__ import annotations
 import resource
 
 import structlog
+from billiard.process import current_process
 from celery import signals
 
 from app.kit.settings import get_settings
@@ -21,6 +22,11 @@ log = structlog.get_logger(__name__)
 
 @signals.worker_process_init.connect
 def _bound_the_pool_process(**_: object) -> None:
+    # A solo pool sends this signal too, in the worker's own process (the test suite's in-process worker:
+    # pytest's): the bound is for prefork children, which the worker replaces when one dies of it; a
+    # lowered hard limit could never be raised again in a process that lives on.
+    if current_process().name == "MainProcess":
+        return
     limit_mb = get_settings().worker_max_memory_mb
     if limit_mb:
         limit = limit_mb * 1024 * 1024

@@ -331,8 +331,10 @@ def test_broker_down_when_a_code_is_created_its_events_arrive_once_it_is_back(ho
         time.sleep(1)
     got = receiver.received()
     events = [verified(r, endpoint["secret"]) for r in got]
-    expected = {("qrcode.created", code_id), ("qrcode.ready", code_id)}
-    assert {(e["type"], e["data"]["code_id"]) for e in events} == expected
+    # The workspace's other codes may become ready meanwhile (the republisher this test runs renders what
+    # other tests left pending): this code's events arrived, each once.
+    mine = sorted((e["type"], e["data"]["code_id"]) for e in events if e["data"].get("code_id") == code_id)
+    assert mine == [("qrcode.created", code_id), ("qrcode.ready", code_id)]
     hooks.delete(f"/v1/webhooks/{endpoint['id']}", headers=admin.headers)
 
 

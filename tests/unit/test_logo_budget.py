@@ -79,6 +79,7 @@ TINY = logo_sandbox.Limits(cpu_seconds=1, wall_seconds=30.0, memory_bytes=256 * 
 
 
 def test_the_sandbox_draws_and_reuses_its_warm_child():
+    logo_sandbox.close()  # no warm child of earlier tests in this process (other limits, other children)
     png = logo_sandbox.render_svg(CIRCLE, 64, 64, TINY)
     assert png.startswith(b"\x89PNG")
     idle = logo_sandbox._POOL._idle
