@@ -9,10 +9,10 @@ task finished, which bounds a leak, not one render's peak.
 
 from __future__ import annotations
 
+import os
 import resource
 
 import structlog
-from billiard.process import current_process
 from celery import signals
 
 from app.kit.settings import get_settings
@@ -20,12 +20,21 @@ from app.kit.settings import get_settings
 log = structlog.get_logger(__name__)
 
 
+_worker_pid: int | None = None
+
+
+@signals.worker_init.connect
+def _note_the_worker_process(**_: object) -> None:
+    global _worker_pid
+    _worker_pid = os.getpid()
+
+
 @signals.worker_process_init.connect
 def _bound_the_pool_process(**_: object) -> None:
     # A solo pool sends this signal too, in the worker's own process (the test suite's in-process worker:
     # pytest's): the bound is for prefork children, which the worker replaces when one dies of it; a
     # lowered hard limit could never be raised again in a process that lives on.
-    if current_process().name == "MainProcess":
+    if os.getpid() == _worker_pid:
         return
     limit_mb = get_settings().worker_max_memory_mb
     if limit_mb:
