@@ -12,6 +12,7 @@ issue #21's API work (e171ff8) made 14 trips, 3 statements (`git archive` of it,
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import sys
@@ -84,6 +85,7 @@ def one_read(tmp: Path, redis_url: str, **overrides: object) -> tuple[int, int, 
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     with temp_dir("api-read-trips") as tmp:
         binary = find_binary()
         if binary is None:
