@@ -163,12 +163,15 @@ def test_each_render_process_has_its_address_space_bounded(backend, redis_url, t
         [sys.executable, "-m", "app.cli", "worker", *worker_arguments("qr")], env=env, stdout=log, stderr=log
     )
     try:
+        # Each pool process logs once it is bounded; they start one after another, so wait for all of them.
         deadline = time.monotonic() + 90
-        while "pool_process_memory_limited" not in (tmp_path / "worker.log").read_text():
+        while True:
+            pool = psutil.Process(worker.pid).children()
+            bounded = (tmp_path / "worker.log").read_text().count("pool_process_memory_limited")
+            if pool and bounded >= len(pool):
+                break
             assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
             time.sleep(0.2)
-        pool = psutil.Process(worker.pid).children()
-        assert pool
         for process in pool:
             assert process.rlimit(psutil.RLIMIT_AS) == (1536 * 2**20, 1536 * 2**20)
     finally:
