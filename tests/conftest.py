@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.gateway.main import create_app
 from app.identity.models import Scope
@@ -154,6 +156,19 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
 
 
 # --- a real worker and the gateway -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(backend: Backend) -> Iterator[Engine]:
+    """A synchronous engine on the backend's database, for tests that write or read rows directly."""
+    engine = create_sync_engine(backend.settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sync_sessionmaker(engine)
 
 
 @pytest.fixture(scope="session")

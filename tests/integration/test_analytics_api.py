@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select
 from app.analytics import rollup as rollups
 from app.analytics import service
 from app.identity.models import Scope
-from app.kit.db import create_sync_engine, sync_sessionmaker, utcnow
+from app.kit.db import utcnow
 from app.qrcodes.models import QRCode
 from app.scans.models import Scan
 from tests.conftest import _issue
@@ -33,18 +33,6 @@ from tests.integration.test_qrcodes_api import created
 
 START = datetime(2026, 3, 27, tzinfo=UTC)  # Paris moves its clocks on the 29th: a 23-hour local day
 ZONES = [None, "Europe/Paris", "America/New_York", "Asia/Kolkata"]
-
-
-@pytest.fixture(scope="module")
-def engine(backend):
-    engine = create_sync_engine(backend.settings)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return sync_sessionmaker(engine)
 
 
 def link_of(engine, code_id: str) -> uuid.UUID:

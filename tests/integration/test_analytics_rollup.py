@@ -22,18 +22,6 @@ from tests.integration.analytics_helpers import brute_force, insert_scans, new_l
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def engine(backend):
-    engine = create_sync_engine(backend.settings)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return sync_sessionmaker(engine)
-
-
 @pytest.fixture
 def fresh(backend, tmp_path):
     """An empty, migrated database of the backend's kind, for tests that need the whole table to

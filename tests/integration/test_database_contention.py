@@ -35,18 +35,6 @@ LOCK_SECONDS = 3.0
 _XMIN = text("SELECT xmin::text FROM api_keys WHERE prefix = :p")
 
 
-@pytest.fixture(scope="module")
-def engine(backend):
-    engine = create_sync_engine(backend.settings)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return sync_sessionmaker(engine)
-
-
 def _key_row(sessions, caller) -> tuple:
     prefix = caller.key.split("_")[1]
     with sessions() as session:

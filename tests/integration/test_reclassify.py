@@ -22,7 +22,7 @@ from app.scans.agents import classify
 from app.scans.models import COUNTED, Scan
 from tests.conftest import _issue
 from tests.integration.analytics_helpers import brute_force, insert_scans, scan_row, stored_buckets
-from tests.integration.test_analytics_api import analytics_worker, engine, link_of, sessions  # noqa: F401
+from tests.integration.test_analytics_api import analytics_worker, link_of  # noqa: F401
 from tests.integration.test_redirect import IPHONE, dynamic_code
 from tests.integration.test_scan_truth import ANDROID, JUNK, PREVIEW_FETCHERS
 
