@@ -14,6 +14,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -252,6 +253,44 @@ def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alic
     # QRFLOW_WORKER_NICE (10): on a shared host the redirect goes first; the pool, restarted too, inherits it.
     main = psutil.Process(worker.pid)
     assert {process.nice() for process in [main, *main.children()]} == {10}
+
+
+def test_a_batch_stuck_past_the_hard_time_limit_is_stored_by_a_later_try(platform, alice, backend):
+    """Past the hard time limit Celery kills the pool process and acknowledges the message: the worker's
+    main process publishes the batch again first (tasks/scans.py), its try counted in the message."""
+    platform.start_gateway()
+    platform.start(
+        "worker", "-Q", "scans", "-c", "1", QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS="0", QRFLOW_TASK_TIME_LIMIT_SECONDS="10"
+    )
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        with _scans_table_locked(platform.engine, backend):  # the batch's insert waits, in C, past the limit
+            for _ in range(5):
+                assert scan(client, code["slug"]).status_code == 302
+            deadline = time.monotonic() + 240
+            while "scan_batch_timed_out" not in _worker_logs(platform):
+                assert time.monotonic() < deadline, _worker_logs(platform)[-3000:]
+                time.sleep(0.2)
+    assert platform.wait_stored(code["slug"], 5) == (5, 5)
+    assert "Hard time limit (10" in _worker_logs(platform)
+
+
+def _worker_logs(platform: Platform) -> str:
+    return "".join(p.read_text() for p in platform.tmp_path.glob("worker-*.log"))
+
+
+@contextmanager
+def _scans_table_locked(engine, backend) -> Iterator[None]:
+    with engine.connect() as connection:
+        if backend.name == "sqlite":
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("LOCK TABLE scans IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql("ROLLBACK")
 
 
 def test_database_down_in_the_worker_retries_until_it_is_back(gateway, alice, backend):
