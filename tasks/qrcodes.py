@@ -5,11 +5,11 @@ from __future__ import annotations
 from app.qrcodes import jobs, recovery
 from app.qrcodes.events import RenderRequested
 from workers.celery_app import celery_app
-from workers.retries import retry_on_database_down
+from workers.retries import retry_on_database_down, retry_on_database_or_store_down
 from workers.runtime import attempts, lost_after, runtime
 
 
-@celery_app.task(name=RenderRequested.task_name, **retry_on_database_down)
+@celery_app.task(name=RenderRequested.task_name, **retry_on_database_or_store_down)
 def render(event: dict) -> str:
     requested = RenderRequested.model_validate(event)
     resources = runtime()
