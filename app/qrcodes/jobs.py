@@ -24,7 +24,7 @@ from app.kit.storage import ImageStore, StoreUnavailable, code_prefix, image_key
 from app.qrcodes import claims
 from app.qrcodes.content import KIND_DATA
 from app.qrcodes.decoration import LogoSource
-from app.qrcodes.events import RenderRequested
+from app.qrcodes.events import ImagesDeleteRequested, RenderRequested
 from app.qrcodes.logos import load_logo
 from app.qrcodes.models import QRCode, Status
 from app.qrcodes.readback import LOGO_TOO_LARGE, UNREADABLE_COLOURS, reads_back
@@ -92,6 +92,11 @@ def render_requested(
     if outcome == RETRY and not publisher.publish(RenderRequested(code_id=code_id)):
         return "left_for_republisher"  # unclaimed, pending and in no message: recovery.py finds it
     return outcome
+
+
+def delete_images(store: ImageStore, requested: ImagesDeleteRequested) -> None:
+    """A deleted code's images, left when the store was down at its deletion (StoreUnavailable: retried)."""
+    store.delete_prefix(code_prefix(requested.workspace_id, requested.code_id))
 
 
 def _not_started(sessions: sessionmaker[Session], code_id: uuid.UUID, max_attempts: int) -> str:

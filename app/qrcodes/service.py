@@ -23,7 +23,7 @@ from app.kit.messaging import EventPublisher
 from app.kit.storage import ImageStore, StoreUnavailable, code_prefix, image_key
 from app.links import service as links
 from app.qrcodes import logos, render_cost, symbol
-from app.qrcodes.events import RenderRequested
+from app.qrcodes.events import ImagesDeleteRequested, RenderRequested
 from app.qrcodes.models import QRCode, Status
 from app.qrcodes.repository import Cursor, QRCodeRepository
 from app.qrcodes.schemas import LINK_SETTINGS, CreateCode, CreateURLCode, UpdateCode
@@ -212,9 +212,10 @@ async def delete_code(
     try:
         await to_thread.run_sync(store.delete_prefix, prefix)
     except StoreUnavailable:
-        # The code is deleted (committed): a retried DELETE would be a 404. No API reaches these objects any
-        # more; they are what docs/storage.md says to sweep after an outage.
-        log.warning("code_images_left_in_store", code_id=str(code.id), prefix=prefix)
+        # The code is deleted (committed), so the request succeeds; a worker deletes the images once the
+        # store is back.
+        log.warning("code_images_delete_deferred", code_id=str(code.id))
+        publisher.publish_later(ImagesDeleteRequested(workspace_id=code.workspace_id, code_id=code.id))
 
 
 def stored_image_key(code: QRCode, fmt: str) -> tuple[str, str]:

@@ -135,10 +135,16 @@ def test_a_store_that_is_down_retries_the_render_answers_503_and_the_code_is_rea
         assert archive.status_code == 503 and archive.headers["retry-after"] == "5", archive.text
 
         during = created(client, alice, {"kind": "text", "data": {"text": "rendered after the outage"}})
-        wait_for_retries(retried, "qrcodes.render", times=2)
-        row = render_rows(backend, [during["id"]])[uuid.UUID(during["id"])]
-        # Not ready without its images, and not failed: the outage cost the code none of its attempts.
-        assert (row["status"], row["attempts"]) == ("pending", 0), row
+        rows = [{"kind": "text", "data": {"text": f"batch row {i} after the outage"}} for i in range(3)]
+        batch_during = post_batch(client, alice, {"items": rows}).json()
+        # Deleted while its images cannot be: the code is deleted, a worker deletes them once the store is back.
+        assert client.delete(f"/v1/qrcodes/{before['id']}", headers=alice.headers).status_code == 204
+        # As many failed renders as a code has attempts (QRFLOW_RENDER_MAX_ATTEMPTS): each gave its attempt
+        # back, or the last would have failed the code instead of retrying.
+        wait_for_retries(retried, "qrcodes.render", times=s3_settings.render_max_attempts)
+        wait_for_retries(retried, "qrcodes.render_batch", times=1)
+        wait_for_retries(retried, "qrcodes.delete_images", times=1)
+        # Not ready without its images, and not failed.
         assert client.get(f"/v1/qrcodes/{during['id']}", headers=alice.headers).json()["status"] == "pending"
     finally:
         signals.task_retry.disconnect(on_retry)
@@ -147,4 +153,13 @@ def test_a_store_that_is_down_retries_the_render_answers_503_and_the_code_is_rea
     ready = wait_until_rendered(client, alice, during["id"], timeout=120)
     assert ready["status"] == "ready", ready
     assert decode_png(client.get(ready["images"]["png"], headers=alice.headers).content) == [ready["content"]]
-    assert client.get(before["images"]["png"], headers=alice.headers).status_code == 200
+    row = render_rows(backend, [during["id"]])[uuid.UUID(during["id"])]
+    assert (row["status"], row["attempts"], row["claimed"]) == ("ready", 1, None)  # only the one that drew it
+    finished = wait_until_finished(client, alice, batch_during["id"], timeout=120)
+    assert (finished["status"], finished["done"]) == ("done", 3), finished
+    archive, manifest = read_archive(client, alice, finished)
+    assert [decode_png(archive.read(line["png_file"])) for line in manifest] == [[line["content"]] for line in manifest]
+    deadline = time.monotonic() + 120
+    while [key for key in objects(s3_server, s3_settings) if f"/{before['id']}/" in key]:
+        assert time.monotonic() < deadline, "the deleted code's images are still in the store"
+        time.sleep(0.5)
