@@ -33,18 +33,13 @@ class StoreUnavailable(Unavailable):
         super().__init__(message, retry_after=5)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredObject:
-    """An object opened for reading: its size, and its bytes as they arrive (closed once read to the end,
-    or by close())."""
+    """An object opened for reading: its size, and its bytes as they arrive (a generator: the file or
+    connection is closed once it is read to the end, or closed, or collected)."""
 
     size: int
     chunks: Iterator[bytes]
-
-    def close(self) -> None:
-        close = getattr(self.chunks, "close", None)
-        if close is not None:
-            close()
 
 
 class ImageStore(Protocol):
