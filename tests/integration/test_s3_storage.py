@@ -163,3 +163,37 @@ def test_a_store_that_is_down_retries_the_render_answers_503_and_the_code_is_rea
     while [key for key in objects(s3_server, s3_settings) if f"/{before['id']}/" in key]:
         assert time.monotonic() < deadline, "the deleted code's images are still in the store"
         time.sleep(0.5)
+
+
+@pytest.mark.e2e
+def test_prefork_worker_processes_configured_by_the_environment_render_into_the_store(
+    s3_gateway, alice, backend, s3_server, s3_settings, redis_url, tmp_path
+):
+    """`qrflow worker` as deployed: settings and credentials from the environment, boto3's client made in
+    each pool process after the fork, and no data directory shared with the gateway."""
+    from tests.integration.test_faults import gateway_publishing_to
+    from tests.integration.worker_processes import Processes
+
+    platform = Processes(
+        backend,
+        redis_url,
+        db=14,
+        tmp_path=tmp_path,
+        QRFLOW_DATA_DIR=str(tmp_path / "another-host"),
+        QRFLOW_STORAGE_URL=s3_settings.storage_url,
+        QRFLOW_S3_ENDPOINT_URL=s3_server.endpoint,
+        QRFLOW_S3_REGION=REGION,
+        **s3_server.credentials,
+    )
+    try:
+        platform.worker("qr", concurrency=2)
+        platform.wait_for_log("ready.")
+        with gateway_publishing_to(s3_gateway, platform.celery):
+            ids = [created(s3_gateway, alice, {"kind": "text", "data": {"text": f"pool {i}"}})["id"] for i in range(6)]
+        codes = [wait_until_rendered(s3_gateway, alice, code_id, timeout=120) for code_id in ids]
+    finally:
+        platform.stop()
+    assert [code["status"] for code in codes] == ["ready"] * 6
+    for code in codes:
+        assert decode_png(s3_gateway.get(code["images"]["png"], headers=alice.headers).content) == [code["content"]]
+    assert not (tmp_path / "another-host" / "images").exists()
