@@ -4,6 +4,7 @@ makes of a server that is away or refuses, and how settings choose a store."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -72,8 +73,8 @@ def test_keep_only_and_delete_prefix_touch_nothing_outside_the_code(s3_server, s
 
 
 def test_more_objects_than_one_listing_page_are_all_deleted(s3_server, store):
-    for i in range(1005):  # a listing page and a DeleteObjects call both stop at 1,000
-        store.put(f"w/many/{i:04d}.png", b"x")
+    with ThreadPoolExecutor(8) as pool:  # a listing page and a DeleteObjects call both stop at 1,000
+        list(pool.map(lambda i: store.put(f"w/many/{i:04d}.png", b"x"), range(1005)))
     store.delete_prefix("w/many")
     assert names(s3_server, store) == []
 
