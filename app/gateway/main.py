@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = create_gateway_engine(settings)
         app.state.sessions = async_sessions(app.state.engine)
-        app.state.store = open_image_store(settings)
+        # boto3 reads its service models from disk when an S3 store's client is made: off the loop.
+        app.state.store = await anyio.to_thread.run_sync(open_image_store, settings)
         app.state.publisher = EventPublisher(celery_app)
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1, socket_connect_timeout=1
