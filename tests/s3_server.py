@@ -5,8 +5,10 @@ and its credentials required. stop() SIGKILLs it (an outage); start() brings it 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,8 +18,6 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-
-from app.kit.redis_server import free_port
 
 ACCESS_KEY = "qrflow-tests"
 SECRET_KEY = "qrflow-tests-secret"
@@ -30,6 +30,19 @@ _PORTS = (
 )  # fmt: skip
 
 
+def _fixed_port() -> int:
+    """A free port below the kernel's ephemeral range (32768 up): the server is restarted on the same ports
+    after an outage, and meanwhile any process's outgoing connection could take an ephemeral one."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 def find_weed() -> str | None:
     beside_python = Path(sys.executable).parent / "weed"
     return str(beside_python) if beside_python.exists() else shutil.which("weed")
@@ -39,7 +52,9 @@ class S3Server:
     def __init__(self, binary: str, data_dir: Path) -> None:
         self.binary = binary
         self.data_dir = data_dir
-        self.ports = {name: free_port() for name in _PORTS}
+        self.ports: dict[str, int] = {}
+        while len(set(self.ports.values())) < len(_PORTS):
+            self.ports = {name: _fixed_port() for name in _PORTS}
         self.process: subprocess.Popen | None = None
 
     @property
