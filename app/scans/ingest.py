@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 import structlog
 from sqlalchemy import String, bindparam, cast, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import dialect_of, utcnow
@@ -42,6 +43,18 @@ _DEDUP_KEY = ["event_id", "scanned_at"]  # the scans' unique key (app/scans/mode
 def record_scans(sessions: sessionmaker[Session], enricher: Enricher, scans: list[ScanRecorded]) -> int:
     """Store a batch; returns how many scans were new."""
     partitions.ensure_for(sessions, (scan.occurred_at for scan in scans))
+    try:
+        return _record(sessions, enricher, scans)
+    except IntegrityError as exc:
+        # Retention dropped a past month's partition between ensure_for and the INSERT (a late scan of a
+        # month just expired): made again, the batch goes in. Nothing of the failed attempt was committed.
+        if getattr(exc.orig, "sqlstate", None) != partitions.NO_PARTITION:
+            raise
+        partitions.ensure_for(sessions, (scan.occurred_at for scan in scans))
+        return _record(sessions, enricher, scans)
+
+
+def _record(sessions: sessionmaker[Session], enricher: Enricher, scans: list[ScanRecorded]) -> int:
     with sessions.begin() as session:
         hold_for_insert(session)  # before any id is drawn: the rollups' watermark (app/scans/watermark.py)
         known = _existing_links(session, {scan.link_id for scan in scans})

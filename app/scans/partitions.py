@@ -35,10 +35,11 @@ _NAME = re.compile(r"^scans_y(\d{4})m(\d{2})$")
 # it. Better to give up and try again later than to hold ingestion up for long.
 _LOCK_TIMEOUT = "5s"
 LOCK_NOT_AVAILABLE = "55P03"  # the SQLSTATE of a lock_timeout that ran out
+NO_PARTITION = "23514"  # an INSERT's row that no partition takes (check_violation)
 
-# Months whose partition this process has seen. Only the current month and later ones are kept: retention
-# may drop an earlier one at any time.
-_known: set[date] = set()
+# Per database, the months whose partition this process has seen. Only the current month and later ones
+# are kept: retention may drop an earlier one at any time.
+_known: dict[str, set[date]] = {}
 
 
 def month_of(moment: datetime) -> date:
@@ -94,16 +95,18 @@ def ensure(connection: Connection | Session, months: Iterable[date]) -> list[dat
 
 def ensure_for(sessions: sessionmaker[Session], moments: Iterable[datetime]) -> None:
     """Before storing scans of these times: their months' partitions exist (PostgreSQL; SQLite: nothing)."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return
+    known = _known.setdefault(engine.url.render_as_string(hide_password=True), set())
     months = {month_of(moment) for moment in moments}
-    if months <= _known:
+    if months <= known:
         return
     with sessions.begin() as session:
-        if not is_partitioned(session):
-            return
         session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
         ensure(session, months)
     current = month_of(utcnow())
-    _known.update(month for month in months if month >= current)
+    known.update(month for month in months if month >= current)
 
 
 def create_ahead(sessions: sessionmaker[Session], months_ahead: int, *, now: datetime | None = None) -> list[date]:

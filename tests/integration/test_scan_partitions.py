@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from app.analytics import rollup as rollups
 from app.kit.db import create_sync_engine, sync_sessionmaker
@@ -100,3 +100,31 @@ def test_retention_drops_a_month_only_once_all_its_scans_are_folded(fresh):
     _, daily = stored_buckets(engine, [link])  # the analytics stay
     assert daily[(link, "all", "", "2026-04-10")][0] == 5
     assert daily[(link, "all", "", "2026-04-30")][0] == 1
+
+
+def test_a_month_dropped_by_retention_under_a_batch_is_made_again_and_the_batch_stored(fresh):
+    """Retention may drop a past month's partition between a batch's check for it and its INSERT (a late
+    scan of a month just expired): the INSERT finds no partition, and the batch makes it again and goes in."""
+    engine, sessions = fresh
+    if engine.dialect.name != "postgresql":
+        pytest.skip("one plain table on SQLite")
+    link = new_links(engine, 1)[0]
+    late = datetime(2019, 5, 5, tzinfo=UTC)
+    record_scans(sessions, Enricher(), [ScanRecorded(slug="s", link_id=link, user_agent=IPHONE, occurred_at=late)])
+    dropped: list[str] = []
+
+    def retention_strikes(connection, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("INSERT INTO scans") and not dropped:
+            # Another connection, as the rollup's: the batch's transaction holds no lock on scans yet.
+            with engine.connect() as other, other.begin():
+                other.execute(text("DROP TABLE scans_y2019m05"))
+            dropped.append(statement)
+
+    event.listen(engine, "before_cursor_execute", retention_strikes)
+    try:
+        batch = [ScanRecorded(slug="s", link_id=link, user_agent=IPHONE, occurred_at=late) for _ in range(3)]
+        assert record_scans(sessions, Enricher(), batch) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", retention_strikes)
+    assert dropped and stored(engine) == 3  # the first scan went with its partition; the batch is all there
+    assert date(2019, 5, 1) in months(engine)
