@@ -129,11 +129,13 @@ def drop_if_folded(session: Session, month: date, folded_through: int) -> int | 
 
     The count is taken before the lock (a count of a month of scans under an exclusive lock would hold up
     every reader of `scans` meanwhile); the folded check after it, so a late scan committed into the month
-    in between keeps the partition."""
+    in between keeps the partition. The lock is the whole table's, taken at once, as DETACH needs it: an
+    ingest transaction locks the table before any partition, so it cannot hold the month's partition
+    while waiting for us, and neither can deadlock the other."""
     name = partition_name(month)
     rows = session.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
     session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
-    session.execute(text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+    session.execute(text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
     newest = session.execute(text(f"SELECT max(id) FROM {name}")).scalar_one()
     if newest is not None and newest > folded_through:
         return None

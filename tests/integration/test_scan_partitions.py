@@ -4,6 +4,7 @@ retention dropping whole months only once every scan in them is folded."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -128,3 +129,24 @@ def test_a_month_dropped_by_retention_under_a_batch_is_made_again_and_the_batch_
         event.remove(engine, "before_cursor_execute", retention_strikes)
     assert dropped and stored(engine) == 3  # the first scan went with its partition; the batch is all there
     assert date(2019, 5, 1) in months(engine)
+
+
+def test_the_beat_task_run_by_a_worker_makes_a_missing_coming_month(backend, worker):
+    """scans.create_partitions, as beat sends it, run by the real worker on the test broker."""
+    from workers.celery_app import celery_app
+
+    engine = create_sync_engine(backend.settings)
+    try:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("one plain table on SQLite")
+        furthest = partitions.months_from(partitions.month_of(datetime.now(UTC)), 4)[-1]
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE IF EXISTS {partitions.partition_name(furthest)}"))
+        assert furthest not in months(engine)
+        celery_app.send_task("scans.create_partitions")
+        deadline = time.monotonic() + 30
+        while furthest not in months(engine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert furthest in months(engine)
+    finally:
+        engine.dispose()
