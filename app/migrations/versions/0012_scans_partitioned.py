@@ -35,6 +35,8 @@ def upgrade() -> None:
             batch_op.create_unique_constraint('uq_scans_event_id_scanned_at', ['event_id', 'scanned_at'])
         return
     connection = op.get_bind()
+    # No scan may be stored between the copy and the DROP: writers wait (readers do not) until this commits.
+    op.execute("LOCK TABLE scans IN EXCLUSIVE MODE")
     # The sequence would go with the old table: it belongs to scans.id.
     op.execute("ALTER SEQUENCE scans_id_seq OWNED BY NONE")
     op.execute("CREATE TABLE scans_partitioned (LIKE scans INCLUDING DEFAULTS) PARTITION BY RANGE (scanned_at)")
@@ -67,6 +69,7 @@ def downgrade() -> None:
             batch_op.drop_constraint('uq_scans_event_id_scanned_at', type_='unique')
             batch_op.create_unique_constraint('uq_scans_event_id', ['event_id'])
         return
+    op.execute("LOCK TABLE scans IN EXCLUSIVE MODE")
     op.execute("ALTER SEQUENCE scans_id_seq OWNED BY NONE")
     op.execute("CREATE TABLE scans_plain (LIKE scans INCLUDING DEFAULTS)")
     op.execute("INSERT INTO scans_plain SELECT * FROM scans")
