@@ -43,7 +43,7 @@ SELECT gen_random_uuid(), %(link)s, at, at + interval '1 second', 'Mozilla/5.0 (
        i %% 20 = 0, CASE WHEN i %% 20 = 0 THEN 'bot' ELSE 'person' END, (ARRAY['US', 'FR', 'DE', NULL])[1 + i %% 4],
        md5((i %% 50000)::text), NULL
 FROM generate_series(0, %(count)s - 1) AS i,
-     LATERAL (SELECT %(start)s + (%(span)s * i / %(count)s) * interval '1 microsecond' AS at) AS times
+     LATERAL (SELECT %(start)s + (%(span)s::float8 * i / %(count)s) * interval '1 microsecond' AS at) AS times
 """
 
 
