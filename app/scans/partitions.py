@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import dialect_of, utcnow
@@ -36,6 +37,7 @@ _NAME = re.compile(r"^scans_y(\d{4})m(\d{2})$")
 _LOCK_TIMEOUT = "5s"
 LOCK_NOT_AVAILABLE = "55P03"  # the SQLSTATE of a lock_timeout that ran out
 NO_PARTITION = "23514"  # an INSERT's row that no partition takes (check_violation)
+_CREATED_MEANWHILE = {"42P07", "23505"}  # duplicate_table; unique_violation in pg_type / pg_class
 
 # Per database, the months whose partition this process has seen. Only the current month and later ones
 # are kept: retention may drop an earlier one at any time.
@@ -102,11 +104,22 @@ def ensure_for(sessions: sessionmaker[Session], moments: Iterable[datetime]) -> 
     months = {month_of(moment) for moment in moments}
     if months <= known:
         return
+    try:
+        _ensure_now(sessions, months)
+    except (IntegrityError, ProgrammingError) as exc:
+        # Another worker created the same month at the same moment (IF NOT EXISTS does not settle a race
+        # in PostgreSQL's catalog): it exists now, as the second look sees.
+        if getattr(exc.orig, "sqlstate", None) not in _CREATED_MEANWHILE:
+            raise
+        _ensure_now(sessions, months)
+    current = month_of(utcnow())
+    known.update(month for month in months if month >= current)
+
+
+def _ensure_now(sessions: sessionmaker[Session], months: set[date]) -> None:
     with sessions.begin() as session:
         session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
         ensure(session, months)
-    current = month_of(utcnow())
-    known.update(month for month in months if month >= current)
 
 
 def create_ahead(sessions: sessionmaker[Session], months_ahead: int, *, now: datetime | None = None) -> list[date]:

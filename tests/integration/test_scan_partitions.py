@@ -4,6 +4,7 @@ retention dropping whole months only once every scan in them is folded."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, date, datetime
 
@@ -150,3 +151,28 @@ def test_the_beat_task_run_by_a_worker_makes_a_missing_coming_month(backend, wor
         assert furthest in months(engine)
     finally:
         engine.dispose()
+
+
+def test_workers_making_the_same_month_at_once_all_carry_on(fresh):
+    """Four workers' first batches of a month no one made yet, released together, month after month."""
+    engine, sessions = fresh
+    if engine.dialect.name != "postgresql":
+        pytest.skip("one plain table on SQLite")
+    months_wanted = partitions.months_from(date(2018, 1, 1), 6)
+    barrier, errors = threading.Barrier(4), []
+
+    def worker_batches() -> None:
+        try:
+            for month in months_wanted:
+                barrier.wait(timeout=30)
+                partitions.ensure_for(sessions, [datetime(month.year, month.month, 15, tzinfo=UTC)])
+        except Exception as exc:  # noqa: BLE001 - reported below, with the thread's error
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker_batches) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(months_wanted) <= set(months(engine))
