@@ -76,7 +76,7 @@ def platform_running(
     try:
         subprocess.run([*qrflow, "migrate"], env=env, cwd=tmp, check=True, capture_output=True)
         created = subprocess.run(
-            [*qrflow, "apikey", "create", "--workspace", "bench", "--scope", "write"],
+            [*qrflow, "apikey", "create", "--workspace", "bench", "--create-workspace", "--scope", "write"],
             env=env, cwd=tmp, check=True, capture_output=True, text=True,
         )
         key = created.stdout.strip().splitlines()[-1]

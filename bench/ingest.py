@@ -1,6 +1,7 @@
 """Scan ingestion under full redirect load: how far storing scans lags behind answering them.
 
     .venv/bin/python bench/ingest.py [--duration SECONDS] [--connections N] [--one-client]
+    .venv/bin/python bench/ingest.py --postgres [--preload N]   # QRFLOW_BENCH_POSTGRES_URL: the server
 
 A real platform (its own Redis, `qrflow api` on SQLite, `qrflow worker -Q scans -c 0`, a process per core, as
 `qrflow up` runs it); one dynamic code; after a 2 s warm-up whose scans are stored first, `wrk -t1 -c{N} -d{S}s` drives
@@ -14,6 +15,13 @@ Each sample's time is the middle of its query. Lag of a sample = now - the momen
 had the value the stored counter has now (answered interpolated linearly between its samples). After wrk
 it keeps sampling until stored == answered (the backlog drained) or 60 s passed.
 Goals (the issue): largest lag <= 2 s, and stored == answered exactly at the end.
+
+--postgres: the same on a PostgreSQL database of its own (created on QRFLOW_BENCH_POSTGRES_URL, default
+postgresql://postgres@127.0.0.1:5432/postgres; dropped afterwards). --preload N (with --postgres): the run
+above into the empty table, then N scans loaded over the past year (bench/preload.py), then the same run
+again, and after each run the rollup of its scans timed. Goals (issue #19): the stored rate with N scans
+in the table >= 0.8 of the empty table's, and the rollup's time per scan folded <= 1.5 times the empty
+table's (its cost follows the new scans, not the table).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/ingest.py` puts bench/, not the project, on sys.path
 
 from app.launcher import worker_arguments  # noqa: E402
+from bench import preload  # noqa: E402
 from bench.common import (  # noqa: E402
+    PHONE_USER_AGENT,
     console,
     cpu_seconds,
     create_dynamic_code,
@@ -55,10 +66,15 @@ from bench.common import (  # noqa: E402
 )
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
+RESULTS_POSTGRES = ROOT / "bench" / "results" / "ingest_postgres.json"
 WARMUP_SECONDS = 2
 INTERVAL = 0.5
 DRAIN_TIMEOUT = 60.0
 GOAL_LAG_SECONDS = 2.0
+GOAL_PRELOADED_RATE = 0.8  # stored/s with the preload / into the empty table
+GOAL_ROLLUP_RATIO = 1.5  # rollup µs per scan with the preload / into the empty table
+STORING_TRIALS = 5
+STORING_SCANS = 20_000  # per trial and database, in batches of 1,000 as the shipper sends them
 
 
 @dataclass
@@ -72,16 +88,36 @@ class Sample:
     lag: float = 0.0
 
 
+class StoredScans:
+    """Counts over the scans the platform stored: those with an id above `after` (on PostgreSQL with a
+    preload, the preload's and the storing trials' scans have the ids up to it)."""
+
+    def __init__(self, db: Path | str, after: int = 0) -> None:
+        if isinstance(db, Path):
+            # Read-only, so the benchmark never takes SQLite's write lock away from the worker.
+            self.connection: Any = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        else:
+            import psycopg
+
+            self.connection = psycopg.connect(db, autocommit=True)
+        self.where = f" WHERE id > {int(after)}"
+
+    def count(self, what: str = "count(*)") -> int:
+        return self.connection.execute(f"SELECT {what} FROM scans{self.where}").fetchone()[0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 class Sampler:
-    def __init__(self, base: str, db: Path) -> None:
+    def __init__(self, base: str, scans: StoredScans) -> None:
         self.client = httpx.Client(base_url=base, timeout=10)
-        # Read-only, so the benchmark never takes SQLite's write lock away from the worker.
-        self.db = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        self.scans = scans
         self.origin = time.monotonic()
 
     def stored(self) -> tuple[float, int]:
         started = time.monotonic()
-        (count,) = self.db.execute("SELECT count(*) FROM scans").fetchone()
+        count = self.scans.count()
         return (started + time.monotonic()) / 2 - self.origin, count
 
     def metrics(self) -> tuple[float, dict[str, int]]:
@@ -115,9 +151,9 @@ def lags(samples: list[Sample], start: Sample) -> None:
 
 
 def run(
-    base: str, db: Path, url: str, seconds: int, connections: int, script: Path, pids: dict[str, int]
+    base: str, scans: StoredScans, url: str, seconds: int, connections: int, script: Path, pids: dict[str, int]
 ) -> dict[str, Any]:
-    sampler = Sampler(base, db)
+    sampler = Sampler(base, scans)
     run_wrk(url, WARMUP_SECONDS, connections, script)
     deadline = time.monotonic() + DRAIN_TIMEOUT
     while (start := sampler.sample()).stored < start.answered and time.monotonic() < deadline:
@@ -144,8 +180,7 @@ def run(
         time.sleep(max(0.0, INTERVAL - (time.monotonic() - tick)))
     cpu2 = cpu_seconds(pids)
     result = parse_wrk(wrk.communicate()[0])
-    (visitors,) = sampler.db.execute("SELECT count(DISTINCT visitor) FROM scans").fetchone()
-    sampler.db.close()
+    visitors = scans.count("count(DISTINCT visitor)")
     sampler.client.close()
     lags(samples, start)
     at_wrk_end = max((s for s in samples if s.t_stored <= wrk_done_at), key=lambda s: s.t_stored, default=start)
@@ -218,6 +253,25 @@ def report(context: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def compare(storing: dict[str, Any], loaded: dict[str, Any], count: int) -> dict[str, Any]:
+    """The preloaded database against the empty one: the goals of issue #19."""
+    empty, full = storing["empty"], storing["preloaded"]
+    rate = full["stored_per_s"] / empty["stored_per_s"]
+    rollup = full["rollup_us_per_scan"] / empty["rollup_us_per_scan"]
+    console.print(f"preload: {count:,} scans in {loaded['seconds']:.0f} s ({loaded['scans_per_s']:,}/s)")
+    console.print(f"the scans worker's storing, {STORING_TRIALS} trials of {STORING_SCANS:,} scans each, "
+                  f"alternating (median): empty {empty['stored_per_s']:,.0f}/s, with {count:,} stored "
+                  f"{full['stored_per_s']:,.0f}/s; rollup of them: {empty['rollup_us_per_scan']} / "
+                  f"{full['rollup_us_per_scan']} µs per scan")
+    console.print(f"goal: storing rate with {count:,} scans stored >= {GOAL_PRELOADED_RATE} of the empty table's -> "
+                  f"{rate:.2f} {pass_miss(rate >= GOAL_PRELOADED_RATE)}")
+    console.print(f"goal: rollup µs per scan with {count:,} stored <= {GOAL_ROLLUP_RATIO} x the empty table's -> "
+                  f"{rollup:.2f} {pass_miss(rollup <= GOAL_ROLLUP_RATIO)}")
+    return {"preload": loaded | {"scans": count}, "storing": storing, "stored_rate_ratio": round(rate, 3),
+            "rollup_ratio": round(rollup, 3),
+            "preload_goals": {"stored_rate": rate >= GOAL_PRELOADED_RATE, "rollup": rollup <= GOAL_ROLLUP_RATIO}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=30, help="seconds of full-speed redirects (default 30)")
@@ -225,25 +279,55 @@ def main() -> None:
     parser.add_argument("--one-client", action="store_true",
                         help="every scan from one address (one visitor), as before 2026-11-26; by default each "
                              "comes from another address through a trusted proxy (X-Forwarded-For)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="on a PostgreSQL database of its own (QRFLOW_BENCH_POSTGRES_URL names the server)")
+    parser.add_argument("--preload", type=int, default=0, metavar="N",
+                        help="with --postgres: run into the empty table, load N scans over the past year, run again")
     args, _ = parser.parse_known_args()  # bench/run.py passes every benchmark the same arguments
+    if args.preload and not args.postgres:
+        parser.error("--preload needs --postgres")
     require_wrk()
     context: dict[str, Any] = {
         "cores": os.cpu_count(), "duration": args.duration, "connections": args.connections,
         "clients": "one" if args.one_client else "distinct", "load_average_before": load_average(),
+        "database": "postgresql" if args.postgres else "sqlite", "preload": args.preload,
     }
     proxied = {} if args.one_client else {"QRFLOW_TRUSTED_PROXIES": "127.0.0.1"}
     console.print(f"ingest benchmark: wrk -t1 -c{args.connections} -d{args.duration}s against the gateway, "
-                  f"worker {' '.join(worker_arguments('scans'))}; {context['cores']} cores")
-    with (
-        temp_dir("qrflow-bench-ingest-") as tmp,
-        platform_running(tmp, worker_arguments("scans"), proxied) as (base, key, db, pids),
-    ):
+                  f"worker {' '.join(worker_arguments('scans'))}; {context['cores']} cores; {context['database']}")
+    admin = os.environ.get("QRFLOW_BENCH_POSTGRES_URL", preload.DEFAULT_ADMIN_URL)
+    with temp_dir("qrflow-bench-ingest-") as tmp, ExitStack() as stack:
+        url = None
+        if args.postgres:
+            url = stack.enter_context(preload.database(admin, "platform"))
+            proxied |= {"QRFLOW_DATABASE_URL": url}
+        base, key, db, pids = stack.enter_context(platform_running(tmp, worker_arguments("scans"), proxied))
         code = create_dynamic_code(base, key)
         script = wrk_script(tmp, distinct_clients=not args.one_client)
-        results = run(base, db, f"{base}/r/{code['slug']}", args.duration, args.connections, script,
+        compared: dict[str, Any] = {}
+        if args.preload:
+            assert url is not None
+            empty_url = stack.enter_context(preload.database(admin, "empty"))
+            link_id, slug = preload.same_link(url, empty_url)
+            console.print(f"loading {args.preload:,} scans over the past year ...")
+            loaded = preload.preload(url, args.preload, before=datetime.now(UTC) - timedelta(minutes=5))
+            storing = preload.interleaved({"empty": empty_url, "preloaded": url}, link_id, slug,
+                                          trials=STORING_TRIALS, scans=STORING_SCANS, batch=1000,
+                                          user_agent=PHONE_USER_AGENT)
+            compared = compare(storing, loaded, args.preload)
+        scans = StoredScans(url or db, after=scans_stored_so_far(url) if url else 0)
+        results = run(base, scans, f"{base}/r/{code['slug']}", args.duration, args.connections, script,
                       pids | {"bench": os.getpid()})
-    results = report(context, results)
-    write_results(RESULTS, results)
+        scans.close()
+    results = report(context, results) | compared
+    write_results(RESULTS_POSTGRES if args.postgres else RESULTS, results)
+
+
+def scans_stored_so_far(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return connection.execute("SELECT coalesce(max(id), 0) FROM scans").fetchone()[0]
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from app.kit import redis_server  # noqa: E402
 from app.kit.db import create_sync_engine, sync_sessionmaker  # noqa: E402
 from app.kit.migrate import upgrade  # noqa: E402
 from app.kit.settings import Settings  # noqa: E402
+from app.scans import partitions  # noqa: E402
 from bench.common import load_average, print_load_average, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rollup.json"
@@ -127,6 +128,10 @@ class Backend:
         else:
             import psycopg
 
+            engine = create_sync_engine(settings)
+            with engine.begin() as session:  # the rows' months' partitions (app/scans/partitions.py)
+                partitions.ensure(session, {partitions.month_of(row[2]) for row in rows})
+            engine.dispose()
             with psycopg.connect(settings.database_url) as connection, connection.cursor() as cursor:
                 with cursor.copy(f"COPY scans ({', '.join(SCAN_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:

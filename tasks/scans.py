@@ -9,7 +9,7 @@ from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Task
 from pydantic import ValidationError
 
-from app.scans import ingest
+from app.scans import ingest, partitions
 from app.scans.events import ScanRecorded
 from workers.celery_app import celery_app
 from workers.retries import retry_on_database_down
@@ -68,3 +68,13 @@ def _valid(events: list[str]) -> list[ScanRecorded]:
 @celery_app.task(name="scans.purge_visitor_salts", **retry_on_database_down)
 def purge_visitor_salts() -> int:
     return ingest.purge_visitor_salts(runtime().sessions)
+
+
+@celery_app.task(name="scans.create_partitions", **retry_on_database_down)
+def create_partitions() -> list[str]:
+    """The coming months' partitions of `scans` (PostgreSQL; a no-op on SQLite)."""
+    resources = runtime()
+    created = partitions.create_ahead(resources.sessions, resources.settings.scan_partitions_ahead)
+    if created:
+        log.info("scans_partitions_created", months=[str(month) for month in created])
+    return [str(month) for month in created]

@@ -23,6 +23,12 @@ def beat_schedule(settings: Settings) -> dict:
             "schedule": 3600.0,
             "options": {"expires": 3600.0},
         },
+        # Monthly partitions of `scans` ahead of need (PostgreSQL), so no batch of scans waits for one.
+        "create-scan-partitions": {
+            "task": "scans.create_partitions",
+            "schedule": 86400.0,
+            "options": {"expires": 86400.0},
+        },
         # Fold new scans into the analytics buckets (and apply retention). A run never overlaps another
         # (app/analytics/rollup.py locks), and one that missed its slot is replaced by the next.
         "analytics-rollup": {

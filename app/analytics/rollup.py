@@ -19,7 +19,8 @@ so two rollups take turns chunk by chunk and no scan is folded twice. Which ids 
 app/scans/watermark.py (ids commit out of order on PostgreSQL).
 
 Retention (QRFLOW_SCAN_RETENTION_DAYS): `purge_expired_scans` deletes raw scans of UTC days older than that,
-but only scans already folded. Buckets stay.
+but only scans already folded. Buckets stay. On PostgreSQL it drops whole monthly partitions instead of
+deleting rows (app/scans/partitions.py): a month goes once its last day is past retention.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from typing import Any
 import structlog
 from sqlalchemy import Column, delete, func, insert, literal, not_, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analytics import sqlite_turns as turns
 from app.analytics.buckets import DIMENSION_NAMES, EPOCH, Deltas, ScanFacts, fold
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.kit.db import UTCDateTime, dialect_of, utcnow
+from app.scans import partitions
 from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 from app.scans.watermark import committed_max_id
 
@@ -230,7 +233,8 @@ def purge_expired_scans(
     now: Callable[[], datetime] = utcnow,
     budget_seconds: float | None = None,
 ) -> int:
-    """Delete raw scans of UTC days more than `retention_days` before today, if already folded.
+    """Delete raw scans of UTC days more than `retention_days` before today, if already folded. On
+    PostgreSQL by whole months (`_drop_expired_months`); on SQLite row by row:
 
     Walks ids upwards from where the last purge stopped, and stops at the first scan it keeps: ids follow
     time closely (a scan is stored a moment after it happens), so it stops where the still-kept days begin.
@@ -243,6 +247,8 @@ def purge_expired_scans(
     cutoff_day = now().date() - timedelta(days=retention_days)
     cutoff = datetime.combine(cutoff_day, time(), UTC)
     started = clock.monotonic()
+    if not turns.is_sqlite(sessions):
+        return _drop_expired_months(sessions, cutoff_day, started, budget_seconds)
     purged = 0
     while True:
         with sessions.begin() as session:
@@ -265,6 +271,36 @@ def purge_expired_scans(
         turns.give_way(session, clock.monotonic() - locked)
     if purged:
         log.info("scans_purged", purged=purged, before=str(cutoff_day))
+    return purged
+
+
+def _drop_expired_months(
+    sessions: sessionmaker[Session], cutoff_day: date, started: float, budget_seconds: float | None
+) -> int:
+    """Drop the partitions of months that end on or before the cutoff, oldest first, a month per transaction,
+    each only once all its scans are folded (a month with a late scan still to fold waits for the next run).
+    The state row is locked first, as in every rollup transaction, so the watermark cannot move meanwhile."""
+    with sessions() as session:
+        months = partitions.expired(session, cutoff_day)
+    purged = 0
+    for month in months:
+        try:
+            with sessions.begin() as session:
+                state = _locked_state(session)
+                dropped = partitions.drop_if_folded(session, month, state.last_scan_id)
+                if dropped is None:
+                    break
+                end = partitions.next_month(month)
+                state.purged_before = max(state.purged_before or end, end)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != partitions.LOCK_NOT_AVAILABLE:
+                raise
+            log.warning("scans_partition_drop_postponed", month=str(month), reason="lock_timeout")
+            break
+        purged += dropped
+        log.info("scans_partition_dropped", month=str(month), scans=dropped)
+        if budget_seconds is not None and clock.monotonic() - started > budget_seconds:
+            break
     return purged
 
 
@@ -335,11 +371,14 @@ def _earlier_scans(session: Session, new: list[ScanFacts], days: list[date], low
     v = VisitorScan
     for day, visitors in sorted(visitors_by_day.items()):
         ordered = sorted(visitors)
+        day_start = datetime.combine(day, time(), UTC)
         for start in range(0, len(ordered), _LOOKUP_BATCH):
             query = (
                 select(*_COLUMNS)
                 .join(v, v.scan_id == Scan.id)
                 .where(v.day == day, v.visitor.in_(ordered[start : start + _LOOKUP_BATCH]), v.scan_id <= low)
+                # The day's scans only, as they are: on PostgreSQL only its month's partition is searched.
+                .where(Scan.scanned_at >= day_start, Scan.scanned_at < day_start + timedelta(days=1))
             )
             for row in session.execute(query):
                 yield ScanFacts(*row)

@@ -119,8 +119,11 @@ class Settings(BaseSettings):
     # Analytics (app/analytics/rollup.py): beat folds new scans into hourly and daily buckets this often.
     rollup_interval_seconds: float = Field(60.0, gt=0)
     # Delete raw scans of UTC days more than this many days ago, once rolled up (the analytics stay);
-    # 0 keeps them for ever.
+    # 0 keeps them for ever. PostgreSQL drops whole months: a month goes once its last day is this old.
     scan_retention_days: int = Field(0, ge=0)
+    # PostgreSQL: beat keeps the monthly partitions of `scans` this many months ahead of the current one
+    # (app/scans/partitions.py).
+    scan_partitions_ahead: int = Field(3, ge=1, le=24)
     # API keys' last_used_at (app/identity/usage.py): each gateway pushes the keys it saw to Redis this
     # often, and beat writes them to the database this often; no request writes it.
     key_usage_push_seconds: float = Field(5.0, gt=0)

@@ -1,8 +1,9 @@
 """Storing scans, as the scan workers run it: enrich a batch of ScanRecorded events, insert them at once.
 
-Exactly once, whatever is redelivered: one transaction inserts the batch with ON CONFLICT (event_id) DO
-NOTHING and adds to each link's scans_total only the rows it really inserted (RETURNING). A batch that
-was stored before its worker died is, when redelivered, a no-op; one that was not is stored in full.
+Exactly once, whatever is redelivered: one transaction inserts the batch with ON CONFLICT (event_id,
+scanned_at) DO NOTHING (a redelivered event carries its time too: app/scans/partitions.py) and adds to
+each link's scans_total only the rows it really inserted (RETURNING). A batch that was stored before its
+worker died is, when redelivered, a no-op; one that was not is stored in full.
 
 No raw IP is stored. A visitor is the hash of IP and user agent with a random salt of the scan's UTC day
 (visitor_salts): the same person counts once a day, and once the day's salt is purged
@@ -21,10 +22,12 @@ from datetime import date, datetime, timedelta
 import structlog
 from sqlalchemy import String, bindparam, cast, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import dialect_of, utcnow
 from app.links.models import Link
+from app.scans import partitions
 from app.scans.enrichment import Enricher, visitor_hash
 from app.scans.events import ScanRecorded
 from app.scans.models import Scan, VisitorSalt
@@ -34,10 +37,24 @@ from app.webhooks import sources as webhooks
 log = structlog.get_logger(__name__)
 
 SALT_KEEP_DAYS = 2  # the day itself, and one more for scans that arrive late
+_DEDUP_KEY = ["event_id", "scanned_at"]  # the scans' unique key (app/scans/models.py)
 
 
 def record_scans(sessions: sessionmaker[Session], enricher: Enricher, scans: list[ScanRecorded]) -> int:
     """Store a batch; returns how many scans were new."""
+    partitions.ensure_for(sessions, (scan.occurred_at for scan in scans))
+    try:
+        return _record(sessions, enricher, scans)
+    except IntegrityError as exc:
+        # Retention dropped a past month's partition between ensure_for and the INSERT (a late scan of a
+        # month just expired): made again, the batch goes in. Nothing of the failed attempt was committed.
+        if getattr(exc.orig, "sqlstate", None) != partitions.NO_PARTITION:
+            raise
+        partitions.ensure_for(sessions, (scan.occurred_at for scan in scans))
+        return _record(sessions, enricher, scans)
+
+
+def _record(sessions: sessionmaker[Session], enricher: Enricher, scans: list[ScanRecorded]) -> int:
     with sessions.begin() as session:
         hold_for_insert(session)  # before any id is drawn: the rollups' watermark (app/scans/watermark.py)
         known = _existing_links(session, {scan.link_id for scan in scans})
@@ -94,9 +111,9 @@ def _read_salts(session: Session, days: set[date]) -> dict[date, bytes]:
 
 
 def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, str, str]]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING in one statement; (link id as text, agent class, event id) of
-    each row really inserted. The link id comes back as text: made into a UUID once per link by the caller,
-    not once per row (15% of the worker's time per scan in a profile)."""
+    """INSERT … ON CONFLICT (event_id, scanned_at) DO NOTHING in one statement; (link id as text, agent
+    class, event id) of each row really inserted. The link id comes back as text: made into a UUID once per
+    link by the caller, not once per row (15% of the worker's time per scan in a profile)."""
     scans = Scan.__table__
     returning = (cast(scans.c.link_id, String), scans.c.agent_class, scans.c.event_id)
     if dialect_of(session) is postgresql:
@@ -108,13 +125,13 @@ def _insert_new_scans(session: Session, rows: list[dict]) -> list[tuple[str, str
         statement = (
             postgresql.insert(scans)
             .from_select(columns, select(literal_column("*")).select_from(func.unnest(*arrays)))
-            .on_conflict_do_nothing(index_elements=["event_id"])
+            .on_conflict_do_nothing(index_elements=_DEDUP_KEY)
             .returning(*returning)
         )
         arrays_of_rows = {column.name: [row[column.name] for row in rows] for column in columns}
         return session.execute(statement, arrays_of_rows).all()
     # SQLite's driver binds a VALUES list natively. Core, not the ORM's bulk insert: a third of the cost.
-    statement = sqlite.insert(scans).on_conflict_do_nothing(index_elements=["event_id"]).returning(*returning)
+    statement = sqlite.insert(scans).on_conflict_do_nothing(index_elements=_DEDUP_KEY).returning(*returning)
     return session.execute(statement, rows).all()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     and_,
     case,
@@ -26,16 +27,23 @@ _SEQUENCE = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Scan(Base):
+    """On PostgreSQL partitioned by month of scanned_at, and keyed (id, scanned_at) there: the migrations
+    make it so, not this class (app/scans/partitions.py)."""
+
     __tablename__ = "scans"
     __table_args__ = (
         # A code's scans, newest first (GET /v1/qrcodes/{id}/scans pages by scanned_at, then event_id).
         Index("ix_scans_link_scanned", "link_id", "scanned_at", "event_id"),
+        # A redelivered batch inserts nothing twice: ON CONFLICT (event_id, scanned_at) DO NOTHING. The
+        # scan's time is in the key because PostgreSQL's partitions want it in every unique key; a
+        # redelivered event carries its time as well as its id (app/scans/partitions.py).
+        UniqueConstraint("event_id", "scanned_at", name="uq_scans_event_id_scanned_at"),
     )
 
     # Insertion order: the rollups' watermark.
     id: Mapped[int] = mapped_column(_SEQUENCE, primary_key=True, autoincrement=True)
-    # The event's id: a redelivered batch inserts nothing twice (ON CONFLICT (event_id) DO NOTHING).
-    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    # The event's id (see the unique key above).
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     link_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("links.id", ondelete="CASCADE"))
     # When the person scanned (the gateway's clock), not when the row was written.
     scanned_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -15,6 +15,7 @@ from app.analytics.models import DIMENSIONS, DailyBucket, HourlyBucket
 from app.identity.models import Workspace
 from app.kit.db import dialect_of, utcnow
 from app.links.models import Link
+from app.scans import partitions
 from app.scans.models import CLASS, COUNTED, Scan, VisitorSalt
 
 COLUMN = {"device": Scan.device, "os": Scan.os, "browser": Scan.browser, "country": Scan.country,
@@ -49,10 +50,12 @@ def scan_row(link_id: uuid.UUID, at: datetime, *, visitor: str = "v", device: st
 
 def insert_scans(engine: Engine, rows: list[dict]) -> None:
     """Stored as ingestion stores them: with their UTC days' visitor salts (which a rollup's forgetting of
-    past visitors goes by)."""
+    past visitors goes by), and on PostgreSQL into their months' partitions."""
     if rows:
         days = {row["scanned_at"].astimezone(UTC).date() for row in rows}
         with engine.begin() as connection:
+            if partitions.is_partitioned(connection):
+                partitions.ensure(connection, {partitions.month_of(row["scanned_at"]) for row in rows})
             connection.execute(
                 dialect_of(connection).insert(VisitorSalt).on_conflict_do_nothing(index_elements=["day"]),
                 [{"day": day, "salt": secrets.token_bytes(32)} for day in days],

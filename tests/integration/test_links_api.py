@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.links.models import Link
+from app.scans import partitions
 from app.scans.models import Scan
 from tests.integration.test_qrcodes_api import count_codes, create, created
 
@@ -186,6 +187,8 @@ def test_scans_are_private_to_the_workspace_and_need_a_key(gateway, alice, bob):
 def _insert_scans(backend, slug: str, times: list[datetime]) -> list[uuid.UUID]:
     engine = create_sync_engine(backend.settings)
     with sync_sessionmaker(engine).begin() as session:
+        if partitions.is_partitioned(session):  # the months' partitions, as ingestion makes them
+            partitions.ensure(session, {partitions.month_of(at) for at in times})
         link_id = session.scalar(select(Link.id).where(Link.slug == slug))
         scans = [
             Scan(
