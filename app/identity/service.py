@@ -24,8 +24,11 @@ KEY_PREFIX = "qrf"
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls a service: an API key, or a person signed in to the dashboard (key_id None), with the
+    scope their key or role grants."""
+
     workspace_id: uuid.UUID
-    key_id: uuid.UUID
+    key_id: uuid.UUID | None
     scope: Scope
 
 
