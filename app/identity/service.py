@@ -60,13 +60,18 @@ class UnknownWorkspace(LookupError):
         self.name, self.known = name, known
 
 
+def workspace_named(session: Session, name: str, *, create: bool) -> Workspace:
+    """The workspace of this name; without create, an unknown name (a typo) is UnknownWorkspace."""
+    if not create and session.scalar(select(Workspace.id).where(Workspace.name == name)) is None:
+        raise UnknownWorkspace(name, list(session.scalars(select(Workspace.name).order_by(Workspace.name))))
+    return get_or_create_workspace(session, name)
+
+
 def issue_api_key(
     session: Session, workspace_name: str, scope: Scope, name: str | None = None, *, create_workspace: bool = True
 ) -> str:
     """A new key of the workspace; without create_workspace, an unknown name (a typo) is UnknownWorkspace."""
-    if not create_workspace and session.scalar(select(Workspace.id).where(Workspace.name == workspace_name)) is None:
-        raise UnknownWorkspace(workspace_name, list(session.scalars(select(Workspace.name).order_by(Workspace.name))))
-    workspace = get_or_create_workspace(session, workspace_name)
+    workspace = workspace_named(session, workspace_name, create=create_workspace)
     key, plaintext = new_api_key(workspace.id, scope, name)
     session.add(key)
     return plaintext
