@@ -18,13 +18,11 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
-from fastapi.templating import Jinja2Templates
 
 from app.gateway.deps import SessionDep
 from app.identity.models import Person, Role
@@ -44,8 +42,6 @@ SIGN_IN_PATH = "/app/sign-in"
 HOME_PATH = "/app"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-
-_templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,9 @@ async def current_person(request: Request, session: SessionDep) -> SignedInPerso
     if person is None or person.disabled_at is not None or person.workspace_id != web_session.workspace_id:
         await store.end(token)
         raise SignInRequired(_here(request))
-    return SignedInPerson(person.id, person.workspace_id, person.email, Role(person.role), web_session.csrf_token)
+    signed_in = SignedInPerson(person.id, person.workspace_id, person.email, Role(person.role), web_session.csrf_token)
+    request.state.person = signed_in  # for the layout: who is signed in, the sign-out form's token
+    return signed_in
 
 
 SignedIn = Annotated[SignedInPerson, Depends(current_person)]
@@ -178,7 +176,8 @@ def clear_session_cookie(response: Response, settings: Settings) -> None:
 
 
 def install_auth_handlers(app: FastAPI) -> None:
-    """On the app serving /app: a missing session becomes the sign-in page, a refusal a 403 page."""
+    """On the app serving /app: a missing session becomes the sign-in page, a refusal a 403 page (the
+    dashboard's error.html, through app.state.pages)."""
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -193,6 +192,6 @@ def install_auth_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotAllowed)
     async def forbidden(request: Request, exc: NotAllowed) -> Response:
-        return _templates.TemplateResponse(
-            request, "account/forbidden.html", {"message": exc.message}, status_code=403
+        return request.app.state.pages.render(
+            request, "error.html", status_code=403, heading="Not allowed", message=exc.message
         )
