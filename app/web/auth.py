@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
@@ -85,11 +85,13 @@ def sign_in_throttle(request: Request) -> SignInThrottle:
 
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a path of the dashboard on this site, nothing else (no open redirect:
-    not //evil.example, not https://evil, not /app\\..)."""
+    not //evil.example, not https://evil, not /app/../v1)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return HOME_PATH
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not (parts.path == HOME_PATH or parts.path.startswith(HOME_PATH + "/")):
+        return HOME_PATH
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):  # /app/../v1 is not under /app
         return HOME_PATH
     if any(ord(c) < 0x20 for c in value):
         return HOME_PATH

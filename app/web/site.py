@@ -10,11 +10,13 @@ from starlette.routing import Mount
 
 from app.kit.errors import DomainError
 from app.web.assets import URL_PREFIX, StaticAssets
+from app.web.auth import install_auth_handlers
+from app.web.pages import account
 from app.web.templating import Pages
 
 _root = APIRouter(include_in_schema=False)
 # Each page module's router (prefix /app), included by install().
-PAGE_ROUTERS: list[APIRouter] = []
+PAGE_ROUTERS: list[APIRouter] = [account.router]
 
 
 @_root.get("/")
@@ -33,6 +35,7 @@ def install(app: FastAPI) -> None:
     pages = Pages(assets)
     app.state.pages = pages
     _answer_errors_with_pages(app, pages)
+    install_auth_handlers(app)  # no session: the sign-in page; a refused role or CSRF token: a 403 page
     # Before the page routes, so /app/static/… is never taken for a page.
     app.router.routes.append(Mount(URL_PREFIX.rstrip("/"), app=assets))
     app.include_router(_root)
