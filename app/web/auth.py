@@ -111,9 +111,13 @@ async def current_person(request: Request, session: SessionDep) -> SignedInPerso
         raise SignInRequired(_here(request))
     person = await session.get(Person, web_session.person_id)
     if person is None or person.disabled_at is not None or person.workspace_id != web_session.workspace_id:
+        await session.rollback()
         await store.end(token)
         raise SignInRequired(_here(request))
     signed_in = SignedInPerson(person.id, person.workspace_id, person.email, Role(person.role), web_session.csrf_token)
+    # The read's transaction ends here: on SQLite the gateway has one connection, and the handler may
+    # first spend a while off the database (a password hashed, a logo checked) before it uses its own.
+    await session.rollback()
     request.state.person = signed_in  # for the layout: who is signed in, the sign-out form's token
     return signed_in
 

@@ -199,3 +199,42 @@ def test_failed_sign_ins_are_throttled_per_email_and_per_client(backend):
         assert await throttle.check(email, "198.51.100.9") is None
 
     run(backend, use)
+
+
+def test_a_burst_of_sign_ins_hashes_two_at_a_time(backend, monkeypatch):
+    """argon2 is ~0.2 s of a core: a burst queues rather than taking every core and anyio's thread pool."""
+    import threading
+
+    from app.identity import passwords
+
+    workspace = _workspace(backend)
+    emails = [_email() for _ in range(6)]
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = passwords.verify_password
+
+    def counted(password_hash: str, password: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    async def use(sessions, _redis):
+        async with sessions() as session:
+            for email in emails:
+                await people.create_person(session, workspace, email, Role.VIEWER, PASSWORD)
+        monkeypatch.setattr(passwords, "verify_password", counted)
+
+        async def sign_in(email: str):
+            async with sessions() as session:
+                return await people.authenticate_person(session, email, PASSWORD)
+
+        return await asyncio.gather(*(sign_in(email) for email in emails))
+
+    assert all(person is not None for person in run(backend, use))
+    assert most == 2
