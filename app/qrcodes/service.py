@@ -130,10 +130,16 @@ async def list_codes(
     cursor: str | None,
     tag: str | None,
     kind: str | None,
+    status: str | None = None,
+    search: str | None = None,
+    oldest_first: bool = False,
 ) -> tuple[list[QRCode], str | None]:
+    """A page of the workspace's codes, newest (or oldest) first, narrowed by tag, kind, status and a
+    search for a substring of the title, content or slug."""
     after = Cursor.decode(cursor) if cursor else None
     rows = await QRCodeRepository(session).page(
-        workspace_id, limit=limit + 1, after=after, tag=tag, kind=kind
+        workspace_id, limit=limit + 1, after=after, tag=tag, kind=kind, status=status, search=search,
+        oldest_first=oldest_first,
     )
     return _split_page(rows, limit, lambda code: Cursor(code.created_at, code.id))
 

@@ -9,12 +9,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 
 from app.kit.errors import DomainError
+from app.web import codes
 from app.web.assets import URL_PREFIX, StaticAssets
 from app.web.templating import Pages
 
 _root = APIRouter(include_in_schema=False)
-# Each page module's router (prefix /app), included by install().
-PAGE_ROUTERS: list[APIRouter] = []
 
 
 @_root.get("/")
@@ -29,6 +28,7 @@ async def dashboard_home() -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
+    page_routers = [codes.router]
     assets = StaticAssets()
     pages = Pages(assets)
     app.state.pages = pages
@@ -36,7 +36,7 @@ def install(app: FastAPI) -> None:
     # Before the page routes, so /app/static/… is never taken for a page.
     app.router.routes.append(Mount(URL_PREFIX.rstrip("/"), app=assets))
     app.include_router(_root)
-    for router in PAGE_ROUTERS:
+    for router in page_routers:
         app.include_router(router)
 
 
@@ -65,7 +65,3 @@ _HEADINGS = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 413:
 
 def _is_page(path: str) -> bool:
     return (path == "/app" or path.startswith("/app/")) and not path.startswith(URL_PREFIX)
-
-
-async def get_pages(request: Request) -> Pages:
-    return request.app.state.pages

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -37,3 +38,10 @@ class Pages:
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
+
+
+async def get_pages(request: Request) -> Pages:
+    return request.app.state.pages
+
+
+PagesDep = Annotated[Pages, Depends(get_pages)]
