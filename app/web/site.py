@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 
 from app.kit.errors import DomainError
-from app.web import codes
+from app.web import code_page, codes, new_code
 from app.web.assets import URL_PREFIX, StaticAssets
 from app.web.templating import Pages
 
@@ -28,7 +28,7 @@ async def dashboard_home() -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
-    page_routers = [codes.router]
+    page_routers = [new_code.router, codes.router, code_page.router]  # /codes/new before /codes/{id}
     assets = StaticAssets()
     pages = Pages(assets)
     app.state.pages = pages
