@@ -11,6 +11,8 @@ from starlette.routing import Mount
 from app.kit.errors import DomainError
 from app.web import code_page, codes, new_code
 from app.web.assets import URL_PREFIX, StaticAssets
+from app.web.auth import install_auth_handlers
+from app.web.pages import account
 from app.web.templating import Pages
 
 _root = APIRouter(include_in_schema=False)
@@ -28,11 +30,12 @@ async def dashboard_home() -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
-    page_routers = [new_code.router, codes.router, code_page.router]  # /codes/new before /codes/{id}
+    page_routers = [account.router, new_code.router, codes.router, code_page.router]  # /codes/new before /codes/{id}
     assets = StaticAssets()
     pages = Pages(assets)
     app.state.pages = pages
     _answer_errors_with_pages(app, pages)
+    install_auth_handlers(app)  # no session: the sign-in page; a refusal: a 403 page
     # Before the page routes, so /app/static/… is never taken for a page.
     app.router.routes.append(Mount(URL_PREFIX.rstrip("/"), app=assets))
     app.include_router(_root)

@@ -32,6 +32,7 @@ class Pages:
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("person", getattr(request.state, "person", None))
+        context.setdefault("section", None)
         html = self.environment.get_template(template).render(request=request, **context)
         return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
