@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 
 from app.kit.errors import DomainError
-from app.web import code_page, codes, new_code
+from app.web import analytics_pages, batch_pages, code_page, codes, new_code
 from app.web.assets import URL_PREFIX, StaticAssets
 from app.web.auth import install_auth_handlers
 from app.web.pages import account
@@ -30,7 +30,9 @@ async def dashboard_home() -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
-    page_routers = [account.router, new_code.router, codes.router, code_page.router]  # /codes/new before /codes/{id}
+    page_routers = [  # /codes/new before /codes/{id}
+        account.router, new_code.router, codes.router, code_page.router, analytics_pages.router, batch_pages.router,
+    ]
     assets = StaticAssets()
     pages = Pages(assets)
     app.state.pages = pages

@@ -155,3 +155,44 @@ def test_signed_out_pages_lead_to_sign_in(backend, worker):
         for url in ["/app/codes", "/app/codes/new", "/app/analytics", "/app/batches"]:
             response = anonymous.get(url, follow_redirects=False)
             assert response.status_code == 303 and response.headers["location"].startswith("/app/sign-in")
+
+
+def test_analytics_pages_and_their_csv(signed_in, gateway, alice):
+    viewer = signed_in[Role.VIEWER]
+    body = {"kind": "url", "data": {"url": "https://example.com/stats"}}
+    code_id = gateway.post("/v1/qrcodes", json=body, headers=alice.headers).json()["id"]
+    custom = "?range=custom&from=2026-01-01&to=2026-02-01&interval=day"
+    for query in ["", "?range=24h", "?range=12m&tz=Europe/Paris", custom]:
+        for base in ["/app/analytics", f"/app/analytics/codes/{code_id}"]:
+            page = viewer.get(base + query)
+            assert page.status_code == 200, (base, query, page.text[-500:])
+            assert 'id="series-data"' in page.text
+    csv = viewer.get("/app/analytics.csv?range=7d")
+    assert csv.status_code == 200 and csv.text.startswith("ts,scans,unique,bots")
+    assert viewer.get(f"/app/analytics/codes/{code_id}/scans.csv").status_code == 200
+    assert viewer.get("/app/analytics?tz=Not/AZone").status_code == 422
+
+
+def test_a_batch_with_bad_rows_creates_nothing_until_asked(signed_in, gateway, alice):
+    editor = signed_in[Role.EDITOR]
+    token = _token(editor)
+    csv = "kind,url,text,title\r\nurl,https://example.com/1,,<b>one</b>\r\nurl,not a url,,two\r\ntext,,hello,three\r\n"
+    refused = editor.post(
+        "/app/batches", data={"csrf_token": token, "formats": "png"},
+        files={"csv_file": ("codes.csv", csv.encode(), "text/csv")},
+    )
+    assert refused.status_code == 422 and 'data-testid="batch-errors"' in refused.text
+    assert re.search(r"<td>3</td><td>url</td>", refused.text)
+    retried = editor.post(
+        "/app/batches",
+        data={"csrf_token": token, "source": "csv", "formats": "png", "partial": "true", "body_text": csv},
+        follow_redirects=False,
+    )
+    assert retried.status_code == 303
+    page = retried.headers["location"]
+    deadline = time.monotonic() + 60
+    while 'data-testid="batch-status">done' not in (progress := editor.get(page + "/progress").text):
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.1)
+    archive = editor.get(page + "/archive.zip")
+    assert archive.status_code == 200 and archive.content[:2] == b"PK"
