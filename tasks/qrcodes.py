@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.qrcodes import jobs, recovery
-from app.qrcodes.events import RenderRequested
+from app.qrcodes import jobs, preview, recovery
+from app.qrcodes.events import PreviewRequested, RenderRequested
 from workers.celery_app import celery_app
 from workers.retries import retry_on_database_down
 from workers.runtime import attempts, lost_after, runtime
@@ -16,6 +16,13 @@ def render(event: dict) -> str:
     return jobs.render_requested(
         resources.sessions, resources.store, resources.publisher, requested.code_id, attempts(resources.settings)
     )
+
+
+@celery_app.task(name=PreviewRequested.task_name)
+def render_preview(event: dict) -> dict:
+    requested = PreviewRequested.model_validate(event)
+    resources = runtime()
+    return preview.render_preview(resources.sessions, resources.store, requested)
 
 
 @celery_app.task(name="qrcodes.republish_stale_renders", **retry_on_database_down)

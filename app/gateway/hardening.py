@@ -69,7 +69,7 @@ def install_safety(app: FastAPI, settings: Settings) -> None:
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         # Up to 10,000 codes in one request (app/qrcodes/batches).
-        larger={"/v1/batches": settings.max_batch_body_bytes},
+        larger={"/v1/batches": settings.max_batch_body_bytes, "/app/batches": settings.max_batch_body_bytes},
     )
     origins = cors_origins(settings)
     if origins:

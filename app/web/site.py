@@ -9,14 +9,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 
 from app.kit.errors import DomainError
+from app.web import analytics_pages, batch_pages, code_page, codes, new_code
 from app.web.assets import URL_PREFIX, StaticAssets
 from app.web.auth import install_auth_handlers
 from app.web.pages import account
 from app.web.templating import Pages
 
 _root = APIRouter(include_in_schema=False)
-# Each page module's router (prefix /app), included by install().
-PAGE_ROUTERS: list[APIRouter] = [account.router]
 
 
 @_root.get("/")
@@ -31,15 +30,18 @@ async def dashboard_home() -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
+    page_routers = [  # /codes/new before /codes/{id}
+        account.router, new_code.router, codes.router, code_page.router, analytics_pages.router, batch_pages.router,
+    ]
     assets = StaticAssets()
     pages = Pages(assets)
     app.state.pages = pages
     _answer_errors_with_pages(app, pages)
-    install_auth_handlers(app)  # no session: the sign-in page; a refused role or CSRF token: a 403 page
+    install_auth_handlers(app)  # no session: the sign-in page; a refusal: a 403 page
     # Before the page routes, so /app/static/… is never taken for a page.
     app.router.routes.append(Mount(URL_PREFIX.rstrip("/"), app=assets))
     app.include_router(_root)
-    for router in PAGE_ROUTERS:
+    for router in page_routers:
         app.include_router(router)
 
 
@@ -68,7 +70,3 @@ _HEADINGS = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 413:
 
 def _is_page(path: str) -> bool:
     return (path == "/app" or path.startswith("/app/")) and not path.startswith(URL_PREFIX)
-
-
-async def get_pages(request: Request) -> Pages:
-    return request.app.state.pages

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -31,10 +32,17 @@ class Pages:
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("person", getattr(request.state, "person", None))
-        context.setdefault("section", None)  # the layout's nav asks; error pages belong to no section
+        context.setdefault("section", None)
         html = self.environment.get_template(template).render(request=request, **context)
         return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
+
+
+async def get_pages(request: Request) -> Pages:
+    return request.app.state.pages
+
+
+PagesDep = Annotated[Pages, Depends(get_pages)]
