@@ -238,3 +238,26 @@ def test_a_burst_of_sign_ins_hashes_two_at_a_time(backend, monkeypatch):
 
     assert all(person is not None for person in run(backend, use))
     assert most == 2
+
+
+def test_without_redis_sessions_and_the_throttle_say_so_instead_of_failing():
+    """A 503 with a message (SessionsUnavailable, a DomainError), not a 500; a disabled person stays refused
+    because every request also reads the person (app/web/auth.py)."""
+    from app.identity.sessions import SessionsUnavailable
+    from app.kit.redis_server import free_port
+
+    async def main():
+        redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+        try:
+            store = _store(redis)
+            throttle = SignInThrottle(redis, per_email=3, per_client=5, window_seconds=600)
+            for attempt in (store.start(uuid.uuid4(), uuid.uuid4()), store.lookup("token"), store.end("token"),
+                            store.end_all(uuid.uuid4()), throttle.check("a@example.com", "192.0.2.1"),
+                            throttle.failed("a@example.com", "192.0.2.1"), throttle.succeeded("a@example.com")):
+                with pytest.raises(SessionsUnavailable) as refused:
+                    await attempt
+                assert refused.value.status == 503
+        finally:
+            await redis.aclose()
+
+    asyncio.run(main())
