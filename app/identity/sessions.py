@@ -8,16 +8,50 @@ Each session has a CSRF token of its own, which every state-changing request mus
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.kit.errors import DomainError
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _SESSION = "qrflow:web-session:"
 _PERSON = "qrflow:web-sessions-of:"
+
+
+class SessionsUnavailable(DomainError):
+    """Redis does not answer: nobody can be signed in or out until it does (a 503, not a 500)."""
+
+    status = 503
+    code = "sessions_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("signing in is unavailable for a moment (the session store does not answer): try again soon")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "10"}
+
+
+def needs_redis(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise SessionsUnavailable() from exc
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -42,6 +76,7 @@ class SessionStore:
         self._idle = idle_seconds
         self._absolute = absolute_seconds
 
+    @needs_redis
     async def start(self, person_id: uuid.UUID, workspace_id: uuid.UUID) -> tuple[str, WebSession]:
         """A new session: the token for the cookie (shown to no one else) and what it stands for."""
         token = secrets.token_urlsafe(32)
@@ -56,6 +91,7 @@ class SessionStore:
             await pipe.execute()
         return token, session
 
+    @needs_redis
     async def lookup(self, token: str) -> WebSession | None:
         """The live session of this token, its idle time reset; None when it has ended or never was."""
         if not token:
@@ -73,6 +109,7 @@ class SessionStore:
         await self._redis.expire(key, max(1, int(min(self._idle, left))))
         return session
 
+    @needs_redis
     async def end(self, token: str) -> None:
         key = _SESSION + _digest(token)
         person_id = await self._redis.hget(key, "person_id")
@@ -82,6 +119,7 @@ class SessionStore:
                 pipe.srem(_PERSON + _text(person_id), key)
             await pipe.execute()
 
+    @needs_redis
     async def end_all(self, person_id: uuid.UUID) -> int:
         """Every session of this person ended (signed out everywhere, or disabled); how many there were."""
         members = await self._redis.smembers(_PERSON + str(person_id))

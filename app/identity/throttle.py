@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from app.identity.sessions import needs_redis
+
 _EMAIL = "qrflow:sign-in-failures:email:"
 _CLIENT = "qrflow:sign-in-failures:client:"
 
@@ -35,6 +37,7 @@ class SignInThrottle:
     def _keys(self, email: str, client: str) -> dict[str, str]:
         return {"email": _email_key(email), "client": _CLIENT + client}
 
+    @needs_redis
     async def check(self, email: str, client: str) -> Throttled | None:
         """Throttled (with how long for) when either counter is at its limit; else None."""
         keys = self._keys(email, client)
@@ -50,6 +53,7 @@ class SignInThrottle:
         ]
         return Throttled(max(waits)) if waits else None
 
+    @needs_redis
     async def failed(self, email: str, client: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in self._keys(email, client).values():
@@ -57,5 +61,6 @@ class SignInThrottle:
                 pipe.expire(key, self._window, nx=True)
             await pipe.execute()
 
+    @needs_redis
     async def succeeded(self, email: str) -> None:
         await self._redis.delete(_email_key(email))

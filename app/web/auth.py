@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
@@ -85,11 +85,13 @@ def sign_in_throttle(request: Request) -> SignInThrottle:
 
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a path of the dashboard on this site, nothing else (no open redirect:
-    not //evil.example, not https://evil, not /app\\..)."""
+    not //evil.example, not https://evil, not /app/../v1)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return HOME_PATH
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not (parts.path == HOME_PATH or parts.path.startswith(HOME_PATH + "/")):
+        return HOME_PATH
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):  # /app/../v1 is not under /app
         return HOME_PATH
     if any(ord(c) < 0x20 for c in value):
         return HOME_PATH
@@ -109,9 +111,13 @@ async def current_person(request: Request, session: SessionDep) -> SignedInPerso
         raise SignInRequired(_here(request))
     person = await session.get(Person, web_session.person_id)
     if person is None or person.disabled_at is not None or person.workspace_id != web_session.workspace_id:
+        await session.rollback()
         await store.end(token)
         raise SignInRequired(_here(request))
     signed_in = SignedInPerson(person.id, person.workspace_id, person.email, Role(person.role), web_session.csrf_token)
+    # The read's transaction ends here: on SQLite the gateway has one connection, and the handler may
+    # first spend a while off the database (a password hashed, a logo checked) before it uses its own.
+    await session.rollback()
     request.state.person = signed_in  # for the layout: who is signed in, the sign-out form's token
     return signed_in
 

@@ -199,3 +199,65 @@ def test_failed_sign_ins_are_throttled_per_email_and_per_client(backend):
         assert await throttle.check(email, "198.51.100.9") is None
 
     run(backend, use)
+
+
+def test_a_burst_of_sign_ins_hashes_two_at_a_time(backend, monkeypatch):
+    """argon2 is ~0.2 s of a core: a burst queues rather than taking every core and anyio's thread pool."""
+    import threading
+
+    from app.identity import passwords
+
+    workspace = _workspace(backend)
+    emails = [_email() for _ in range(6)]
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = passwords.verify_password
+
+    def counted(password_hash: str, password: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    async def use(sessions, _redis):
+        async with sessions() as session:
+            for email in emails:
+                await people.create_person(session, workspace, email, Role.VIEWER, PASSWORD)
+        monkeypatch.setattr(passwords, "verify_password", counted)
+
+        async def sign_in(email: str):
+            async with sessions() as session:
+                return await people.authenticate_person(session, email, PASSWORD)
+
+        return await asyncio.gather(*(sign_in(email) for email in emails))
+
+    assert all(person is not None for person in run(backend, use))
+    assert most == 2
+
+
+def test_without_redis_sessions_and_the_throttle_say_so_instead_of_failing():
+    """A 503 with a message (SessionsUnavailable, a DomainError), not a 500; a disabled person stays refused
+    because every request also reads the person (app/web/auth.py)."""
+    from app.identity.sessions import SessionsUnavailable
+    from app.kit.redis_server import free_port
+
+    async def main():
+        redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+        try:
+            store = _store(redis)
+            throttle = SignInThrottle(redis, per_email=3, per_client=5, window_seconds=600)
+            for attempt in (store.start(uuid.uuid4(), uuid.uuid4()), store.lookup("token"), store.end("token"),
+                            store.end_all(uuid.uuid4()), throttle.check("a@example.com", "192.0.2.1"),
+                            throttle.failed("a@example.com", "192.0.2.1"), throttle.succeeded("a@example.com")):
+                with pytest.raises(SessionsUnavailable) as refused:
+                    await attempt
+                assert refused.value.status == 503
+        finally:
+            await redis.aclose()
+
+    asyncio.run(main())
