@@ -45,6 +45,9 @@ DASHBOARD_CSP = (
 )
 DASHBOARD_PREFIX = "/app"
 _HTML_HEADERS = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+# The dashboard's pages: no referrer to other sites, but their own origin on their forms' posts (under
+# no-referrer, Chromium sends `Origin: null`, and the CSRF check could not tell them from a stranger's).
+_DASHBOARD_HTML_HEADERS = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
 # For HTML answered outside this middleware (the redirect's pages, app/gateway/redirect.py).
 HTML_SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -182,7 +185,10 @@ class SecurityHeadersMiddleware:
                     await send({**message, "headers": headers})
                     return
                 headers = _without(headers, b"x-frame-options", b"referrer-policy", b"content-security-policy")
-                headers += _HTML_HEADERS
+                if _is_dashboard(scope["path"]):
+                    headers += _DASHBOARD_HTML_HEADERS
+                else:
+                    headers += _HTML_HEADERS
                 if not trusted:
                     headers.append((b"content-security-policy", _csp_for(scope["path"]).encode()))
                     await send({**message, "headers": headers})
@@ -203,9 +209,12 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def _is_dashboard(path: str) -> bool:
+    return path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+
+
 def _csp_for(path: str) -> str:
-    dashboard = path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
-    return DASHBOARD_CSP if dashboard else STRICT_CSP
+    return DASHBOARD_CSP if _is_dashboard(path) else STRICT_CSP
 
 
 def _without(headers: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[bytes, bytes]]:

@@ -167,6 +167,8 @@ def test_analytics_pages_and_their_csv(signed_in, gateway, alice):
             page = viewer.get(base + query)
             assert page.status_code == 200, (base, query, page.text[-500:])
             assert 'id="series-data"' in page.text
+            csv_link = re.search(r'href="([^"]+analytics\.csv[^"]*)"', page.text).group(1).replace("&amp;", "&")
+            assert viewer.get(csv_link).text.startswith("ts,scans,unique,bots")
     csv = viewer.get("/app/analytics.csv?range=7d")
     assert csv.status_code == 200 and csv.text.startswith("ts,scans,unique,bots")
     assert viewer.get(f"/app/analytics/codes/{code_id}/scans.csv").status_code == 200
