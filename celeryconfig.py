@@ -23,6 +23,7 @@ task_queues = (
 task_default_queue = "default"
 task_routes = {
     "qrcodes.render": {"queue": "qr"},
+    "qrcodes.render_preview": {"queue": "qr"},  # the dashboard's live preview (app/qrcodes/preview.py)
     "qrcodes.render_batch": {"queue": "qr_batch"},  # a batch's chunks (app/qrcodes/batches/jobs.py)
     "scans.*": {"queue": "scans"},
     "analytics.*": {"queue": "analytics"},

@@ -39,6 +39,24 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """The browser tests (tests/browser/) drive Debian's chromium through Playwright; a browser download
+    (`playwright install`) is never needed. Installed with apt-get when missing and this is root."""
+    if CHROMIUM.exists() or not Path("/usr/bin/apt-get").exists():
+        return
+    if os.geteuid() != 0:
+        print("the browser tests need Debian's chromium: sudo apt-get install -y chromium", flush=True)
+        return
+    print("installing chromium for the browser tests (apt-get) ...", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.run(["apt-get", "install", "-y", "chromium"], **quiet).returncode != 0:
+        subprocess.run(["apt-get", "update"], **quiet)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, **quiet)
+
+
 COMMANDS = {
     "up": lambda args: [str(BIN / "qrflow"), "up", *args],
     "test": lambda args: [str(BIN / "python"), "-m", "pytest", *args],
@@ -55,6 +73,8 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(__doc__)
     ensure_environment()
+    if sys.argv[1] == "test":
+        ensure_chromium()
     command = COMMANDS[sys.argv[1]](sys.argv[2:])
     os.chdir(ROOT)
     for step in BEFORE.get(sys.argv[1], []):

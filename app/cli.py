@@ -17,13 +17,15 @@ from rich.console import Console
 
 from app.batch_cli import batch_cli
 from app.cli_help import PlainHelpCommand
-from app.identity.models import Scope
+from app.identity.models import Role, Scope
 from app.kit.settings import Settings, get_settings
 
 cli = typer.Typer(help="qrflow: QR codes, dynamic links and scan analytics.", no_args_is_help=True)
 apikey_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 cli.add_typer(apikey_cli, name="apikey")
 cli.add_typer(batch_cli, name="batch")  # qrflow batch create FILE.csv (app/batch_cli.py)
+user_cli = typer.Typer(help="People who sign in to the dashboard.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
 scans_cli = typer.Typer(help="Stored scans.", no_args_is_help=True)
 cli.add_typer(scans_cli, name="scans")
 console = Console(stderr=True, soft_wrap=True)
@@ -256,6 +258,46 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix: 
         raise typer.Exit(1)
     bound = get_settings().api_key_cache_seconds
     console.print(f"revoked key {prefix}" + (f"; gateways refuse it within {bound:g} s" if bound else ""))
+
+
+@user_cli.command("create", cls=PlainHelpCommand)
+def user_create(
+    workspace: Annotated[str, typer.Option(help="The workspace's name (must exist, unless --create-workspace)")],
+    email: Annotated[str, typer.Option(help="What they sign in with; unique on this instance")],
+    role: Annotated[
+        Role, typer.Option(help="viewer (reads), editor (also creates and changes), admin (also people and keys)")
+    ] = Role.VIEWER,
+    create_workspace: Annotated[
+        bool, typer.Option("--create-workspace", help="Create the workspace if there is none of that name")
+    ] = False,
+) -> None:
+    """Add a person to a workspace. Asks for their password on a terminal; otherwise prints a one-time
+    password once, on the last line of stdout (only its hash is stored), which they replace at first sign-in."""
+    from app.identity.passwords import one_time_password
+    from app.identity.people import add_person, hash_new_password
+    from app.identity.service import UnknownWorkspace, workspace_named
+    from app.kit.errors import DomainError
+
+    interactive = sys.stdin.isatty()
+    password = (
+        typer.prompt("Password (10 characters or more)", hide_input=True, confirmation_prompt=True)
+        if interactive else one_time_password()
+    )
+    try:
+        password_hash = hash_new_password(password)
+        stored_email = _with_session(lambda session: add_person(
+            session, workspace_named(session, workspace, create=create_workspace).id, email, role, password_hash,
+            must_change_password=not interactive,
+        ).email)
+    except UnknownWorkspace as unknown:
+        known = ", ".join(repr(n) for n in unknown.known) or "none"
+        _fail(f"no workspace {unknown.name!r} (there are: {known}); add --create-workspace to create it")
+    except DomainError as refused:
+        _fail(refused.message)
+    console.print(f"{stored_email} can sign in at {get_settings().public_base_url}/app, {role.value} of {workspace!r}")
+    if not interactive:
+        console.print("Password (shown once):")
+        print(password)
 
 
 def _with_session(use):  # noqa: ANN001, ANN202 - a tiny unit of work for CLI commands

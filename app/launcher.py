@@ -1,10 +1,11 @@
-"""What `qrflow up` does, in order: a Redis, the schema, a first API key, then every service."""
+"""What `qrflow up` does, in order: a Redis, the schema, a first API key and admin, then every service."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -52,17 +53,39 @@ def _ensure_redis(settings: Settings, console: Console) -> tuple[str, redis_serv
     return server.url, server
 
 
-def _first_api_key(settings: Settings) -> str | None:
-    from app.identity.models import Scope
-    from app.identity.service import has_workspaces, issue_api_key
+FIRST_ADMIN_EMAIL = "admin@example.com"
+
+
+@dataclass(frozen=True)
+class FirstAccess:
+    """What a first start created, shown once: the operator's API key and the first admin's password."""
+
+    api_key: str | None
+    admin_password: str | None
+
+
+def _first_access(settings: Settings) -> FirstAccess:
+    """On an instance without workspaces, an operator key of workspace 'default'; on one without people
+    (a first start, or an instance from before the dashboard), an admin of 'default' with a one-time password."""
+    from app.identity.models import Role, Scope
+    from app.identity.passwords import hash_password, one_time_password
+    from app.identity.people import add_person, has_people
+    from app.identity.service import get_or_create_workspace, has_workspaces, issue_api_key
     from app.kit.db import create_sync_engine, sync_sessionmaker
 
     engine = create_sync_engine(settings)
     try:
         with sync_sessionmaker(engine).begin() as session:
-            if has_workspaces(session):
-                return None
-            return issue_api_key(session, "default", Scope.OPERATOR, name="created by qrflow up")
+            api_key = None
+            if not has_workspaces(session):
+                api_key = issue_api_key(session, "default", Scope.OPERATOR, name="created by qrflow up")
+            password = None
+            if not has_people(session):
+                password = one_time_password()
+                workspace = get_or_create_workspace(session, "default")
+                add_person(session, workspace.id, FIRST_ADMIN_EMAIL, Role.ADMIN, hash_password(password),
+                           must_change_password=True)
+            return FirstAccess(api_key, password)
     finally:
         engine.dispose()
 
@@ -110,7 +133,7 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     try:
         claim.take()
         upgrade(settings)
-        api_key = _first_api_key(settings)
+        first = _first_access(settings)
         env = {
             **os.environ,
             "QRFLOW_REDIS_URL": redis_url,
@@ -135,7 +158,7 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
         if problem is not None:
             console.print(f"[red]qrflow did not start: {problem}[/red]")
             return 1
-        _banner(console, settings, base, api_key)
+        _banner(console, settings, base, first)
         return supervisor.run(on_tick=claim.renew_if_due)
     finally:
         if supervisor is not None:
@@ -147,17 +170,25 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
             log.info("qrflow_stopped", detail="every service has exited")
 
 
-def _banner(console: Console, settings: Settings, base: str, api_key: str | None) -> None:
+def _banner(console: Console, settings: Settings, base: str, first: FirstAccess) -> None:
     password_file = Path(settings.data_dir) / "flower-password"
     password_hint = f"password in {password_file}" if password_file.exists() else "password from QRFLOW_FLOWER_PASSWORD"
     console.print("\n[bold green]qrflow is up[/bold green]")
+    console.print(f"  Dashboard  {settings.public_base_url}/app")
+    if first.admin_password:
+        console.print(f"  Sign in    as {FIRST_ADMIN_EMAIL}, password (shown only this once):")
+        print(f"QRFLOW_ADMIN_PASSWORD={first.admin_password}", flush=True)
+    else:
+        console.print(
+            "  Sign in    with your account; `qrflow user create --workspace NAME --email E --role admin` adds one"
+        )
     console.print(f"  API        {base}   docs: {base}/docs")
     flower = f"http://{settings.flower_host}:{settings.flower_port}"
     console.print(f"  Flower     {flower}   user {settings.flower_user}, {password_hint}")
     console.print(f"  Data       {settings.data_dir}")
-    if api_key:
+    if first.api_key:
         console.print("  API key    (workspace 'default', scope operator; shown only this once)")
-        print(f"QRFLOW_API_KEY={api_key}", flush=True)
+        print(f"QRFLOW_API_KEY={first.api_key}", flush=True)
     else:
         console.print(
             "  API key    a workspace exists already: `qrflow apikey create --workspace NAME` issues a key "

@@ -2,7 +2,7 @@
 
 from app.analytics.models import DailyBucket, HourlyBucket, RollupState, VisitorScan
 from app.gateway.idempotency import IdempotencyRecord
-from app.identity.models import ApiKey, Workspace
+from app.identity.models import ApiKey, Person, Workspace
 from app.kit.db import Base
 from app.links.models import Link
 from app.qrcodes.batches.models import Batch, BatchItem
@@ -13,6 +13,6 @@ from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey", "Base", "Batch", "BatchItem", "DailyBucket", "HourlyBucket", "RollupState", "IdempotencyRecord", "Link",
-    "Logo", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace",
+    "Logo", "Person", "QRCode", "QRCodeTag", "Scan", "VisitorSalt", "VisitorScan", "Workspace",
     "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.qrcodes import jobs, recovery
-from app.qrcodes.events import ImagesDeleteRequested, RenderRequested
+from app.qrcodes import jobs, preview, recovery
+from app.qrcodes.events import ImagesDeleteRequested, PreviewRequested, RenderRequested
 from workers.celery_app import celery_app
 from workers.retries import retry_on_database_down, retry_on_database_or_store_down
 from workers.runtime import attempts, lost_after, runtime
@@ -21,6 +21,13 @@ def render(event: dict) -> str:
 @celery_app.task(name=ImagesDeleteRequested.task_name, **retry_on_database_or_store_down)
 def delete_images(event: dict) -> None:
     jobs.delete_images(runtime().store, ImagesDeleteRequested.model_validate(event))
+
+
+@celery_app.task(name=PreviewRequested.task_name)
+def render_preview(event: dict) -> dict:
+    requested = PreviewRequested.model_validate(event)
+    resources = runtime()
+    return preview.render_preview(resources.sessions, resources.store, requested)
 
 
 @celery_app.task(name="qrcodes.republish_stale_renders", **retry_on_database_down)

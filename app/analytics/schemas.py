@@ -84,3 +84,12 @@ class WorkspaceAnalytics(_Range):
     bots: int
     unique_exact: bool = Field(description=_EXACT)
     top_codes: list[TopCode] = Field(description="The most scanned codes of the range (deleted ones left out).")
+
+
+class WorkspaceReport(WorkspaceAnalytics):
+    """The dashboard's workspace analytics: the totals and top codes of GET /v1/analytics, with the workspace's
+    series and breakdowns (summed over its codes, as `unique` is)."""
+
+    interval: Interval
+    series: list[SeriesPoint]
+    breakdowns: Breakdowns

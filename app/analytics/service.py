@@ -36,6 +36,7 @@ from app.analytics.schemas import (
     SeriesPoint,
     TopCode,
     WorkspaceAnalytics,
+    WorkspaceReport,
 )
 from app.analytics.window import DAY, HOUR, DaySpan, Window, day_spans, floor_day
 from app.kit.errors import Invalid
@@ -239,16 +240,39 @@ async def code_analytics(
 async def workspace_analytics(
     session: AsyncSession, workspace_id: uuid.UUID, window: Window, top: int
 ) -> WorkspaceAnalytics:
+    return (await _workspace_analytics(session, workspace_id, window, top, ["all"]))[0]
+
+
+async def workspace_report(
+    session: AsyncSession, workspace_id: uuid.UUID, window: Window, top: int
+) -> WorkspaceReport:
+    """workspace_analytics with the workspace's series (hour or day) and breakdowns: the dashboard's page."""
+    repo = BucketRepository(session)
+    summary, tallies = await _workspace_analytics(session, workspace_id, window, top, DIMENSIONS)
+    _, closed_before = await repo.state()
+    series = await _series(repo, workspace_scope(workspace_id), window, _closed(closed_before))
+    return WorkspaceReport(
+        **summary.model_dump(), interval=window.interval, series=series, breakdowns=_breakdowns(tallies)
+    )
+
+
+async def _workspace_analytics(
+    session: AsyncSession, workspace_id: uuid.UUID, window: Window, top: int, dimensions: Sequence[str]
+) -> tuple[WorkspaceAnalytics, dict[tuple[uuid.UUID, str, str], Tally]]:
     repo = BucketRepository(session)
     as_of, closed_before = await repo.state()
-    tallies = await _tallies(repo, workspace_scope(workspace_id), window, ["all"], _closed(closed_before))
+    tallies = await _tallies(repo, workspace_scope(workspace_id), window, dimensions, _closed(closed_before))
     codes = await repo.workspace_codes(workspace_id)
     total = _total(tallies)
     ranked = sorted(
-        ((codes[link_id], tally) for (link_id, _, _), tally in tallies.items() if link_id in codes),
+        (
+            (codes[link_id], tally)
+            for (link_id, dimension, _), tally in tallies.items()
+            if link_id in codes and dimension == "all"
+        ),
         key=lambda item: (-item[1].scans, -item[1].unique, -item[1].bots, str(item[0][1])),
     )
-    return WorkspaceAnalytics(
+    summary = WorkspaceAnalytics(
         from_=window.start, to=window.end, tz=window.tz, as_of=as_of,
         total=total.scans, unique=total.unique, bots=total.bots,
         unique_exact=exact(day_spans(window.start, window.end)),
@@ -258,6 +282,7 @@ async def workspace_analytics(
             if t.scans or t.bots
         ],
     )
+    return summary, tallies
 
 
 # --- CSV exports ------------------------------------------------------------------------------------------
@@ -269,7 +294,7 @@ def _csv_line(values: Iterable[object]) -> str:
     return buffer.getvalue()
 
 
-def series_csv(analytics: CodeAnalytics) -> Iterable[str]:
+def series_csv(analytics: CodeAnalytics | WorkspaceReport) -> Iterable[str]:
     yield _csv_line(("ts", "scans", "unique", "bots"))
     for point in analytics.series:
         yield _csv_line((point.ts.isoformat(), point.scans, point.unique, point.bots))

@@ -37,7 +37,17 @@ _DOCS_CSP = (
     "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The dashboard (app/web): scripts and styles from its own hashed static files only, no inline script or
+# event handler; images also as data: (the live preview) and blob:; forms post to this origin alone.
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+DASHBOARD_PREFIX = "/app"
 _HTML_HEADERS = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+# The dashboard's pages: no referrer to other sites, but their own origin on their forms' posts (under
+# no-referrer, Chromium sends `Origin: null`, and the CSRF check could not tell them from a stranger's).
+_DASHBOARD_HTML_HEADERS = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
 # For HTML answered outside this middleware (the redirect's pages, app/gateway/redirect.py).
 HTML_SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -62,7 +72,7 @@ def install_safety(app: FastAPI, settings: Settings) -> None:
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         # Up to 10,000 codes in one request (app/qrcodes/batches).
-        larger={"/v1/batches": settings.max_batch_body_bytes},
+        larger={"/v1/batches": settings.max_batch_body_bytes, "/app/batches": settings.max_batch_body_bytes},
     )
     origins = cors_origins(settings)
     if origins:
@@ -175,9 +185,12 @@ class SecurityHeadersMiddleware:
                     await send({**message, "headers": headers})
                     return
                 headers = _without(headers, b"x-frame-options", b"referrer-policy", b"content-security-policy")
-                headers += _HTML_HEADERS
+                if _is_dashboard(scope["path"]):
+                    headers += _DASHBOARD_HTML_HEADERS
+                else:
+                    headers += _HTML_HEADERS
                 if not trusted:
-                    headers.append((b"content-security-policy", STRICT_CSP.encode()))
+                    headers.append((b"content-security-policy", _csp_for(scope["path"]).encode()))
                     await send({**message, "headers": headers})
                     return
                 held = {**message, "headers": headers}
@@ -194,6 +207,14 @@ class SecurityHeadersMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _is_dashboard(path: str) -> bool:
+    return path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+
+
+def _csp_for(path: str) -> str:
+    return DASHBOARD_CSP if _is_dashboard(path) else STRICT_CSP
 
 
 def _without(headers: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[bytes, bytes]]:

@@ -33,6 +33,7 @@ from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
 from app.scans import agents
 from app.scans.spool import ScanSpool
+from app.web import site
 from app.webhooks.metrics import WebhookMetricsCollector
 
 DESCRIPTION = """
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     batches.install(app)  # with its request body in the document
     webhooks.install(app)  # with each event type's schema
+    site.install(app)  # the dashboard's pages under /app, its static files, and / → /app
 
     metrics_token = settings.metrics_token.get_secret_value()
     if settings.environment == "production" and not metrics_token:

@@ -18,14 +18,18 @@ from sqlalchemy.orm import Session
 
 from app.identity.models import ApiKey, Scope, Workspace
 from app.kit.db import utcnow
+from app.kit.errors import Invalid, NotFound
 
 KEY_PREFIX = "qrf"
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls a service: an API key, or a person signed in to the dashboard (key_id None), with the
+    scope their key or role grants."""
+
     workspace_id: uuid.UUID
-    key_id: uuid.UUID
+    key_id: uuid.UUID | None
     scope: Scope
 
 
@@ -57,13 +61,18 @@ class UnknownWorkspace(LookupError):
         self.name, self.known = name, known
 
 
+def workspace_named(session: Session, name: str, *, create: bool) -> Workspace:
+    """The workspace of this name; without create, an unknown name (a typo) is UnknownWorkspace."""
+    if not create and session.scalar(select(Workspace.id).where(Workspace.name == name)) is None:
+        raise UnknownWorkspace(name, list(session.scalars(select(Workspace.name).order_by(Workspace.name))))
+    return get_or_create_workspace(session, name)
+
+
 def issue_api_key(
     session: Session, workspace_name: str, scope: Scope, name: str | None = None, *, create_workspace: bool = True
 ) -> str:
     """A new key of the workspace; without create_workspace, an unknown name (a typo) is UnknownWorkspace."""
-    if not create_workspace and session.scalar(select(Workspace.id).where(Workspace.name == workspace_name)) is None:
-        raise UnknownWorkspace(workspace_name, list(session.scalars(select(Workspace.name).order_by(Workspace.name))))
-    workspace = get_or_create_workspace(session, workspace_name)
+    workspace = workspace_named(session, workspace_name, create=create_workspace)
     key, plaintext = new_api_key(workspace.id, scope, name)
     session.add(key)
     return plaintext
@@ -97,3 +106,37 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _hash(token)):
         return None
     return Principal(workspace_id=key.workspace_id, key_id=key.id, scope=Scope(key.scope))
+
+
+# Workspace-scoped key management, for the dashboard's API keys page: another workspace's key is NotFound.
+
+
+async def list_api_keys(session: AsyncSession, workspace_id: uuid.UUID) -> list[ApiKey]:
+    return list(
+        await session.scalars(
+            select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.created_at.desc(), ApiKey.id)
+        )
+    )
+
+
+async def create_api_key(principal: Principal, session: AsyncSession, scope: Scope, name: str | None) -> str:
+    """A new key of the caller's workspace, at most the caller's own scope (an admin issues no operator key)."""
+    if not principal.scope.allows(scope):
+        raise Invalid(f"you may issue keys up to scope {principal.scope.value}", field="scope")
+    name = (name or "").strip() or None
+    if name is not None and len(name) > 100:
+        raise Invalid("a key's name has at most 100 characters", field="name")
+    key, plaintext = new_api_key(principal.workspace_id, scope, name)
+    session.add(key)
+    await session.commit()
+    return plaintext
+
+
+async def revoke_workspace_api_key(session: AsyncSession, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.workspace_id != workspace_id:
+        raise NotFound("no such API key")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.commit()
+    return key

@@ -41,17 +41,22 @@ _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
 
 
 # Field names whose values are secrets whatever they hold.
-_SECRET_KEY = re.compile(r"authorization|password|passwd|secret|token|api_?key|cookie|session", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"authorization|password|passwd|secret|token|api_?key|cookie|session|csrf", re.IGNORECASE)
 # Secrets inside any text (messages, exception text, tracebacks): credentials in a URL
 # (postgresql://user:PASSWORD@host, redis://:PASSWORD@host), a bearer credential, a qrflow API key's secret.
 _URL_CREDENTIALS = re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE)
 _BEARER = re.compile(r"(?P<keep>\bBearer\s+)[^\s'\",;]+", re.IGNORECASE)
 _API_KEY = re.compile(r"(?P<keep>\bqrf_[A-Za-z0-9]+_)[A-Za-z0-9_-]+")
+# A dashboard session cookie (a Cookie header quoted in a text), or a password or CSRF token in a form body
+# or query string (a sign-in form's body in a validation error).
+_FORM_SECRET = re.compile(
+    r"(?P<keep>\b(?:qrflow_session|password|csrf_token)[\"']?\s*[=:]\s*[\"']?)[^&;\s\"',}]+", re.IGNORECASE
+)
 REDACTED = "[redacted]"
 
 
 def redact_text(text: str) -> str:
-    for pattern in (_URL_CREDENTIALS, _BEARER, _API_KEY):
+    for pattern in (_URL_CREDENTIALS, _BEARER, _API_KEY, _FORM_SECRET):
         text = pattern.sub(lambda m: m.group("keep") + REDACTED, text)
     return text
 

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     # reads its key.
     api_key_cache_seconds: float = Field(2.0, ge=0)
 
+    # Dashboard sessions (app/identity/sessions.py), kept in Redis: one ends after this long without a
+    # request, and in any case this long after sign-in.
+    session_idle_seconds: int = Field(8 * 3600, ge=60)
+    session_absolute_seconds: int = Field(7 * 86400, ge=60)
+    # Failed sign-ins (app/identity/throttle.py): past this many for one email, or from one client address,
+    # within sign_in_throttle_seconds, sign-in is refused (429) until the window has passed.
+    sign_in_failures_per_email: int = Field(5, ge=1)
+    sign_in_failures_per_client: int = Field(20, ge=1)
+    sign_in_throttle_seconds: int = Field(900, ge=1)
+
     # Webhooks (app/webhooks/): endpoints' signing secrets are stored encrypted with this Fernet key
     # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`);
     # several, comma-separated, to rotate it (the first encrypts, any decrypts). Empty in development:
@@ -192,6 +202,11 @@ class Settings(BaseSettings):
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ValueError("task_soft_time_limit_seconds must be under task_time_limit_seconds (or 0: none)")
         return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies go only over HTTPS when people reach the gateway through it."""
+        return self.public_base_url.startswith("https://")
 
     @property
     def is_sqlite(self) -> bool:

@@ -109,6 +109,14 @@ class TrackedTasks:
         )
 
 
+    async def forget(self, task_id: uuid.UUID) -> None:
+        """Drop a finished task's result and owner before they expire (a result read once, such as a preview)."""
+        try:
+            await self.redis.delete(_OWNER.format(task_id), self.celery.backend.get_key_for_task(str(task_id)))
+        except RedisError as exc:
+            log.warning("task_result_not_forgotten", error=repr(exc))  # it expires anyway
+
+
 def _utc(stamp: str) -> datetime | None:
     try:
         at = datetime.fromisoformat(stamp)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from app.kit.events import Event
 
@@ -24,3 +24,16 @@ class ImagesDeleteRequested(Event):
     version: Literal[1] = 1
     workspace_id: uuid.UUID
     code_id: uuid.UUID
+
+
+class PreviewRequested(Event):
+    """v1: draw a code that is not stored (the dashboard's live preview) and read it back. Handled by the task
+    `qrcodes.render_preview` on queue `qr`; its result (a PNG and the decoded text) is kept for the asker."""
+
+    task_name: ClassVar[str] = "qrcodes.render_preview"
+
+    version: Literal[1] = 1
+    workspace_id: uuid.UUID
+    kind: str
+    content: str
+    style: dict[str, Any]

@@ -22,8 +22,17 @@ def reads_back(png: bytes, content: str) -> bool:
     plan = plan_encoding(content)
     # Bytes, not text: the text is the decoder's guess at a character set, the bytes are what was encoded.
     expected = content.encode(plan.encoding or "ascii")
+    return [barcode.bytes for barcode in _barcodes(png)] == [expected]
+
+
+def decoded_texts(png: bytes) -> list[str]:
+    """What a scanner reads in the image, as text: what the dashboard's preview shows under the code."""
+    return [barcode.text for barcode in _barcodes(png)]
+
+
+def _barcodes(png: bytes) -> list[zxingcpp.Barcode]:
     with Image.open(io.BytesIO(png)) as image:
         rgba = image.convert("RGBA")
     # A transparent background has no colour of its own: a scanner sees the paper, so white here.
     flat = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
-    return [barcode.bytes for barcode in zxingcpp.read_barcodes(flat)] == [expected]
+    return zxingcpp.read_barcodes(flat)

@@ -8,11 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from app.kit.errors import Invalid
+from app.links.models import Link
 from app.qrcodes.models import QRCode, QRCodeTag
 
 
@@ -63,22 +64,45 @@ class QRCodeRepository:
         after: Cursor | None = None,
         tag: str | None = None,
         kind: str | None = None,
+        status: str | None = None,
+        search: str | None = None,
+        oldest_first: bool = False,
     ) -> list[QRCode]:
         query = self._visible(workspace_id)
         if after is not None:
-            query = query.where(
-                or_(
-                    QRCode.created_at < after.created_at,
-                    and_(QRCode.created_at == after.created_at, QRCode.id < after.id),
-                )
+            before = or_(
+                QRCode.created_at < after.created_at,
+                and_(QRCode.created_at == after.created_at, QRCode.id < after.id),
             )
+            since = or_(
+                QRCode.created_at > after.created_at,
+                and_(QRCode.created_at == after.created_at, QRCode.id > after.id),
+            )
+            query = query.where(since if oldest_first else before)
         if tag is not None:
             query = query.where(
                 QRCode.id.in_(select(QRCodeTag.code_id).where(QRCodeTag.tag == tag))
             )
         if kind is not None:
             query = query.where(QRCode.kind == kind)
-        query = query.order_by(QRCode.created_at.desc(), QRCode.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(QRCode.status == status)
+        if search:
+            # A substring of the title, the content or the slug, in any case; walked along the
+            # (workspace, created) index, so a page stops as soon as it has its rows.
+            pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.outerjoin(Link, QRCode.link_id == Link.id).where(
+                or_(
+                    func.lower(QRCode.title).like(pattern, escape="\\"),
+                    func.lower(QRCode.content).like(pattern, escape="\\"),
+                    func.lower(Link.slug).like(pattern, escape="\\"),
+                )
+            )
+        if oldest_first:
+            query = query.order_by(QRCode.created_at.asc(), QRCode.id.asc())
+        else:
+            query = query.order_by(QRCode.created_at.desc(), QRCode.id.desc())
+        query = query.limit(limit)
         return list(await self.session.scalars(query))
 
     @staticmethod

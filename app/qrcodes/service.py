@@ -50,12 +50,7 @@ async def create_code(
     public_base_url: str,
     max_render_cost: float = float("inf"),
 ) -> QRCode:
-    if request.style.logo is not None:
-        await logos.check_logo(session, workspace_id, request.style.logo)
-    code = new_code(workspace_id, request, public_base_url)
-    too_costly = render_cost.too_costly(render_cost.estimate(code.content, code.style), max_render_cost)
-    if too_costly:
-        raise Invalid(too_costly, field="style.scale")
+    code = await checked_code(session, workspace_id, request, public_base_url, max_render_cost)
     QRCodeRepository(session).add(code)
     try:
         await session.flush()  # the code's id, for its event
@@ -70,6 +65,24 @@ async def create_code(
     if code.link is not None:
         await links_changed.changed(code.link.slug)
     publisher.publish_later(RenderRequested(code_id=code.id))
+    return code
+
+
+async def checked_code(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    request: CreateCode,
+    public_base_url: str,
+    max_render_cost: float = float("inf"),
+) -> QRCode:
+    """The code a create request describes after every check a create makes (its logo, capacity, render
+    cost), not stored: what create_code stores, and what the dashboard's live preview draws."""
+    if request.style.logo is not None:
+        await logos.check_logo(session, workspace_id, request.style.logo)
+    code = new_code(workspace_id, request, public_base_url)
+    too_costly = render_cost.too_costly(render_cost.estimate(code.content, code.style), max_render_cost)
+    if too_costly:
+        raise Invalid(too_costly, field="style.scale")
     return code
 
 
@@ -131,10 +144,16 @@ async def list_codes(
     cursor: str | None,
     tag: str | None,
     kind: str | None,
+    status: str | None = None,
+    search: str | None = None,
+    oldest_first: bool = False,
 ) -> tuple[list[QRCode], str | None]:
+    """A page of the workspace's codes, newest (or oldest) first, narrowed by tag, kind, status and a
+    search for a substring of the title, content or slug."""
     after = Cursor.decode(cursor) if cursor else None
     rows = await QRCodeRepository(session).page(
-        workspace_id, limit=limit + 1, after=after, tag=tag, kind=kind
+        workspace_id, limit=limit + 1, after=after, tag=tag, kind=kind, status=status, search=search,
+        oldest_first=oldest_first,
     )
     return _split_page(rows, limit, lambda code: Cursor(code.created_at, code.id))
 

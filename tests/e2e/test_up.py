@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import zxingcpp
 from PIL import Image
 
 from app.kit.redis_server import free_port
+from app.launcher import FIRST_ADMIN_EMAIL
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +38,7 @@ RENDER_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 TAIL_CHARS = 6000
 KEY_PREFIX = "QRFLOW_API_KEY="
+ADMIN_PASSWORD_PREFIX = "QRFLOW_ADMIN_PASSWORD="
 # Inherited by every process `qrflow up` starts, grandchildren included: finds any that escaped the tree
 # recorded before shutdown (reparented, or started after it was recorded).
 MARKER_VARIABLE = "E2E_QRFLOW_UP_RUN_ID"  # not QRFLOW_-prefixed: no setting of qrflow
@@ -250,6 +253,26 @@ def _wait_until_up(up: Up, expect_key: bool) -> str | None:
     return up.api_key()
 
 
+def _sign_in_as_the_first_admin(up: Up) -> None:
+    """The banner names the dashboard and prints the first admin's password once; it signs in."""
+    lines = [line for line in up.stdout().splitlines() if line.startswith(ADMIN_PASSWORD_PREFIX)]
+    assert len(lines) == 1, up.tail()
+    assert "Dashboard" in up.stderr() and "/app" in up.stderr() and FIRST_ADMIN_EMAIL in up.stderr(), up.tail()
+    password = lines[0].removeprefix(ADMIN_PASSWORD_PREFIX).strip()
+    with httpx.Client(base_url=up.api, timeout=10) as client:
+        signed_in = client.post("/app/sign-in", data={"email": FIRST_ADMIN_EMAIL, "password": password})
+        assert signed_in.status_code == 303, f"{signed_in.status_code} {signed_in.text}{up.tail()}"
+        first = client.get("/app/people")  # a one-time password: the admin chooses their own first
+        assert first.headers.get("location") == "/app/account/password", f"{first.status_code}{up.tail()}"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(first.headers["location"]).text).group(1)
+        own = "an admin's own password"
+        chosen = client.post("/app/account/password", data={
+            "csrf_token": csrf, "current_password": password, "new_password": own, "repeated_password": own})
+        assert chosen.status_code == 303, f"{chosen.status_code} {chosen.text}{up.tail()}"
+        people = client.get("/app/people")
+        assert people.status_code == 200 and FIRST_ADMIN_EMAIL in people.text, up.tail()
+
+
 def _stop_and_check_no_orphans(up: Up) -> None:
     up.collect_tree()
     commands = list(up.names.values())
@@ -320,6 +343,7 @@ def test_qrflow_up_starts_everything_serves_a_code_and_stops_cleanly(tmp_path: P
         assert f"on 127.0.0.1:{up.redis_port}" in up.stderr(), up.tail()
 
         code = _create_and_fetch_a_code(up, key)
+        _sign_in_as_the_first_admin(up)
 
         docs = httpx.get(f"{up.api}/docs", timeout=5)
         assert docs.status_code == 200, f"GET /docs: {docs.status_code}{up.tail()}"
@@ -341,6 +365,7 @@ def test_qrflow_up_starts_everything_serves_a_code_and_stops_cleanly(tmp_path: P
         stderr = again.stderr()
         assert "a workspace exists already" in stderr, again.tail()
         assert "qrflow apikey create --workspace" in stderr, again.tail()
+        assert ADMIN_PASSWORD_PREFIX not in again.stdout() and "qrflow user create" in stderr, again.tail()
 
         # The first key and its code survived the restart.
         listed = httpx.get(f"{again.api}/v1/qrcodes", headers={"Authorization": f"Bearer {key}"}, timeout=5)

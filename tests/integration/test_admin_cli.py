@@ -69,3 +69,39 @@ def test_an_unknown_workspace_is_refused_unless_asked_to_create_it(instance: Pat
     assert created.returncode == 0 and created.stdout.strip().startswith("qrf_"), created
     again = qrflow(instance, "apikey", "create", "--workspace", "shop")
     assert again.returncode == 0, again
+
+
+def test_user_create_prints_a_one_time_password_that_signs_in(instance: Path) -> None:
+    import asyncio
+
+    from app.identity.people import authenticate_person
+    from app.kit.db import async_sessions, create_gateway_engine
+    from app.kit.settings import Settings
+
+    created = qrflow(instance, "user", "create", "--workspace", "default", "--email", "Ann@Example.com",
+                     "--role", "editor")
+    assert created.returncode == 0, created.stderr
+    password = created.stdout.strip().splitlines()[-1]
+    assert len(password) >= 16 and "ann@example.com" in created.stderr and "editor" in created.stderr
+    assert password not in created.stderr
+
+    async def sign_in(password: str):
+        engine = create_gateway_engine(Settings(data_dir=instance))
+        try:
+            async with async_sessions(engine)() as session:
+                person = await authenticate_person(session, "ANN@example.com", password)
+                return person and (person.email, person.role, person.must_change_password)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(sign_in(password)) == ("ann@example.com", "editor", True)  # theirs to replace
+    assert asyncio.run(sign_in(password + "x")) is None
+
+    again = qrflow(instance, "user", "create", "--workspace", "default", "--email", "ann@example.com")
+    assert again.returncode == 1 and "exists already" in again.stderr and "Traceback" not in again.stderr, again
+    typo = qrflow(instance, "user", "create", "--workspace", "defualt", "--email", "bo@example.com")
+    assert typo.returncode == 1 and "no workspace 'defualt'" in typo.stderr, typo
+    bad = qrflow(instance, "user", "create", "--workspace", "default", "--email", "not-an-email")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and not bad.stdout.strip(), bad
+    role = qrflow(instance, "user", "create", "--workspace", "default", "--email", "cy@example.com", "--role", "root")
+    assert role.returncode == 2 and "root" in role.stderr, role

@@ -17,7 +17,7 @@ from app.cli import cli
 
 COMMANDS = [
     ["up"], ["api"], ["worker"], ["beat"], ["flower"], ["migrate"], ["rollup"],
-    ["apikey", "create"], ["apikey", "revoke"], ["batch", "create"], ["scans", "reclassify"],
+    ["apikey", "create"], ["apikey", "revoke"], ["batch", "create"], ["scans", "reclassify"], ["user", "create"],
 ]
 
 

@@ -57,3 +57,17 @@ def test_no_line_carries_a_secret(output):
     assert "unhandled_error" in written and "fails_with_secrets_in_its_locals" in written  # the traceback is there
     assert "qrf_deadbeef_" in written and "db.internal" in written  # what is not secret stays, to tell keys apart
     assert "[redacted]" in written
+
+
+def test_no_line_carries_a_dashboard_password_session_or_csrf_token(output):
+    """The dashboard's secrets: a sign-in form's password, the session cookie, a form's CSRF token, as fields
+    and inside texts (a Cookie header, a form body quoted by an error)."""
+    log = structlog.get_logger("test.redaction")
+    log.info("sign_in", email="ann@example.com", password=SECRET, csrf_token=SECRET, csrf=SECRET)
+    log.info("headers", cookie=f"qrflow_session={SECRET}", headers={"Cookie": f"qrflow_session={SECRET}"})
+    log.warning(f"request had Cookie: qrflow_session={SECRET}; theme=dark")
+    log.warning(f"bad form body b'email=ann%40example.com&password={SECRET}&csrf_token={SECRET}'")
+    log.warning(f"parsed {{'password': '{SECRET}', 'csrf_token': \"{SECRET}\"}}")
+    written = output.getvalue()
+    assert SECRET not in written
+    assert "ann@example.com" in written and "theme=dark" in written  # what is not secret stays
