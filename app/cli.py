@@ -272,7 +272,7 @@ def user_create(
     ] = False,
 ) -> None:
     """Add a person to a workspace. Asks for their password on a terminal; otherwise prints a one-time
-    password once, on the last line of stdout (only its hash is stored)."""
+    password once, on the last line of stdout (only its hash is stored), which they replace at first sign-in."""
     from app.identity.passwords import one_time_password
     from app.identity.people import add_person, hash_new_password
     from app.identity.service import UnknownWorkspace, workspace_named
@@ -286,7 +286,8 @@ def user_create(
     try:
         password_hash = hash_new_password(password)
         stored_email = _with_session(lambda session: add_person(
-            session, workspace_named(session, workspace, create=create_workspace).id, email, role, password_hash
+            session, workspace_named(session, workspace, create=create_workspace).id, email, role, password_hash,
+            must_change_password=not interactive,
         ).email)
     except UnknownWorkspace as unknown:
         known = ", ".join(repr(n) for n in unknown.known) or "none"

@@ -83,7 +83,8 @@ def _first_access(settings: Settings) -> FirstAccess:
             if not has_people(session):
                 password = one_time_password()
                 workspace = get_or_create_workspace(session, "default")
-                add_person(session, workspace.id, FIRST_ADMIN_EMAIL, Role.ADMIN, hash_password(password))
+                add_person(session, workspace.id, FIRST_ADMIN_EMAIL, Role.ADMIN, hash_password(password),
+                           must_change_password=True)
             return FirstAccess(api_key, password)
     finally:
         engine.dispose()

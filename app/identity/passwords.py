@@ -1,10 +1,10 @@
 """Passwords: argon2id through argon2-cffi, never stored or logged in clear.
 
-argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane): ~0.1-0.2 s of one core per hash on
+argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane): ~0.2 s of one core per hash on
 this two-core machine, where RFC 9106's "low memory" profile (64 MiB, 3 passes, 4 lanes) took 1.7 s and
 every core, a sign-in page's worth of denial of service. Hashes carry their parameters, so raising these
 later rehashes each password at its next sign-in. Page handlers hash and verify in a worker thread
-(anyio.to_thread), never on the event loop.
+(anyio.to_thread, two at a time: app/identity/people.py), never on the event loop.
 """
 
 from __future__ import annotations

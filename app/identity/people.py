@@ -48,13 +48,17 @@ def normalise_email(email: str) -> str:
         raise Invalid(str(exc), field="email") from None
 
 
-def add_person(session: Session, workspace_id: uuid.UUID, email: str, role: Role, password_hash: str) -> Person:
-    """The one rule for a new person: a valid email no one on the instance has yet."""
+def add_person(
+    session: Session, workspace_id: uuid.UUID, email: str, role: Role, password_hash: str, *,
+    must_change_password: bool = False,
+) -> Person:
+    """The one rule for a new person: a valid email no one on the instance has yet. must_change_password
+    when someone else chose the password (a one-time password): they choose their own at first sign-in."""
     email = normalise_email(email)
     if session.scalar(select(Person.id).where(Person.email == email)) is not None:
         raise Conflict(f"someone with the email {email} exists already", field="email")
     person = Person(id=uuid.uuid4(), workspace_id=workspace_id, email=email, role=Role(role),
-                    password_hash=password_hash)
+                    password_hash=password_hash, must_change_password=must_change_password)
     session.add(person)
     session.flush()
     return person
@@ -68,10 +72,14 @@ def hash_new_password(password: str) -> str:
 
 
 async def create_person(
-    session: AsyncSession, workspace_id: uuid.UUID, email: str, role: Role, password: str
+    session: AsyncSession, workspace_id: uuid.UUID, email: str, role: Role, password: str, *,
+    must_change_password: bool = False,
 ) -> Person:
     password_hash = await _off_loop(hash_new_password, password)
-    person = await session.run_sync(lambda sync: add_person(sync, workspace_id, email, role, password_hash))
+    person = await session.run_sync(
+        lambda sync: add_person(sync, workspace_id, email, role, password_hash,
+                                must_change_password=must_change_password)
+    )
     await session.commit()
     return person
 
@@ -104,6 +112,30 @@ async def authenticate_person(session: AsyncSession, email: str, password: str) 
     person.last_sign_in_at = utcnow()
     await session.commit()
     return person
+
+
+async def change_password(
+    session: AsyncSession, sessions: SessionStore, person_id: uuid.UUID, current: str, new: str
+) -> None:
+    """Their own password, changed after the current one is given again; every session of theirs ends
+    (whoever else holds one is signed out), so the caller starts a new one for the person changing it."""
+    found = (await session.execute(select(Person.password_hash).where(Person.id == person_id))).first()
+    await session.rollback()  # no connection held while argon2 runs (see authenticate_person)
+    if found is None or not await _off_loop(passwords.verify_password, found.password_hash, current):
+        raise Invalid("the current password is not right", field="current_password")
+    if new == current:
+        raise Invalid("choose a password other than the current one", field="new_password")
+    try:
+        new_hash = await _off_loop(passwords.hash_password, new)
+    except passwords.WeakPassword as exc:
+        raise Invalid(str(exc), field="new_password") from None
+    person = await session.get(Person, person_id, populate_existing=True)
+    if person is None:
+        raise NotFound("no such person")
+    person.password_hash = new_hash
+    person.must_change_password = False
+    await session.commit()
+    await sessions.end_all(person_id)
 
 
 async def get_person(session: AsyncSession, workspace_id: uuid.UUID, person_id: uuid.UUID) -> Person:

@@ -2,6 +2,7 @@
 
 - `SignedIn`: a live session (app/identity/sessions.py) of an enabled person; without one, GET gets a 303
   to /app/sign-in?next=<this page> (SignInRequired, turned into the redirect by install_auth_handlers).
+  A person whose password someone else chose (a one-time password) is sent to /app/account/password first.
 - `EditorSignedIn`, `AdminSignedIn`: the role at least editor or admin, else a 403 page (NotAllowed).
 - `CsrfChecked`: for every state-changing request: the form field `csrf_token` or the header
   `X-CSRF-Token` equals the session's token, and the browser does not say the request came from another
@@ -32,13 +33,17 @@ from app.identity.throttle import SignInThrottle
 from app.kit.settings import Settings
 
 __all__ = [
-    "AdminSignedIn", "CsrfChecked", "EditorSignedIn", "NotAllowed", "Role", "SESSION_COOKIE", "SignInRequired",
+    "AdminSignedIn", "CsrfChecked", "EditorSignedIn", "NotAllowed", "PasswordChangeRequired", "Role",
+    "SESSION_COOKIE", "SignInRequired",
     "SignedIn", "SignedInPerson", "current_person", "install_auth_handlers", "safe_next", "session_store",
 ]
 
 SESSION_COOKIE = "qrflow_session"
 COOKIE_PATH = "/app"
 SIGN_IN_PATH = "/app/sign-in"
+PASSWORD_PATH = "/app/account/password"
+# What a person who must choose a password may still do before they have.
+_BEFORE_A_NEW_PASSWORD = (PASSWORD_PATH, "/app/sign-out")
 HOME_PATH = "/app"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -62,6 +67,10 @@ class SignInRequired(Exception):  # noqa: N818 - a state, not an error
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
+
+
+class PasswordChangeRequired(Exception):  # noqa: N818 - a state, not an error
+    pass
 
 
 class NotAllowed(Exception):  # noqa: N818
@@ -114,11 +123,14 @@ async def current_person(request: Request, session: SessionDep) -> SignedInPerso
         await session.rollback()
         await store.end(token)
         raise SignInRequired(_here(request))
+    must_change_password = person.must_change_password
     signed_in = SignedInPerson(person.id, person.workspace_id, person.email, Role(person.role), web_session.csrf_token)
     # The read's transaction ends here: on SQLite the gateway has one connection, and the handler may
     # first spend a while off the database (a password hashed, a logo checked) before it uses its own.
     await session.rollback()
     request.state.person = signed_in  # for the layout: who is signed in, the sign-out form's token
+    if must_change_password and request.url.path not in _BEFORE_A_NEW_PASSWORD:
+        raise PasswordChangeRequired()
     return signed_in
 
 
@@ -194,6 +206,13 @@ def install_auth_handlers(app: FastAPI) -> None:
         if request.headers.get("hx-request"):
             response.headers["HX-Redirect"] = target  # htmx swaps a page in place; this makes it navigate
         clear_session_cookie(response, request.app.state.settings)
+        return response
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def choose_a_password(request: Request, exc: PasswordChangeRequired) -> Response:
+        response = RedirectResponse(PASSWORD_PATH, status_code=303)
+        if request.headers.get("hx-request"):
+            response.headers["HX-Redirect"] = PASSWORD_PATH
         return response
 
     @app.exception_handler(NotAllowed)

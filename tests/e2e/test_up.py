@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -261,6 +262,13 @@ def _sign_in_as_the_first_admin(up: Up) -> None:
     with httpx.Client(base_url=up.api, timeout=10) as client:
         signed_in = client.post("/app/sign-in", data={"email": FIRST_ADMIN_EMAIL, "password": password})
         assert signed_in.status_code == 303, f"{signed_in.status_code} {signed_in.text}{up.tail()}"
+        first = client.get("/app/people")  # a one-time password: the admin chooses their own first
+        assert first.headers.get("location") == "/app/account/password", f"{first.status_code}{up.tail()}"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(first.headers["location"]).text).group(1)
+        own = "an admin's own password"
+        chosen = client.post("/app/account/password", data={
+            "csrf_token": csrf, "current_password": password, "new_password": own, "repeated_password": own})
+        assert chosen.status_code == 303, f"{chosen.status_code} {chosen.text}{up.tail()}"
         people = client.get("/app/people")
         assert people.status_code == 200 and FIRST_ADMIN_EMAIL in people.text, up.tail()
 

@@ -90,11 +90,11 @@ def test_user_create_prints_a_one_time_password_that_signs_in(instance: Path) ->
         try:
             async with async_sessions(engine)() as session:
                 person = await authenticate_person(session, "ANN@example.com", password)
-                return person and (person.email, person.role)
+                return person and (person.email, person.role, person.must_change_password)
         finally:
             await engine.dispose()
 
-    assert asyncio.run(sign_in(password)) == ("ann@example.com", "editor")
+    assert asyncio.run(sign_in(password)) == ("ann@example.com", "editor", True)  # theirs to replace
     assert asyncio.run(sign_in(password + "x")) is None
 
     again = qrflow(instance, "user", "create", "--workspace", "default", "--email", "ann@example.com")

@@ -174,7 +174,21 @@ def test_an_admin_adds_people_changes_roles_and_disabling_ends_their_sessions(ap
 
     newcomer = httpx.Client(base_url=api.url, timeout=60)
     assert newcomer.post("/app/sign-in", data={"email": new_email, "password": password}).status_code == 303
-    assert newcomer.get("/app/people").status_code == 403  # a viewer
+    # Someone else chose that password: they choose their own before anything else.
+    first = newcomer.get("/app/people")
+    assert first.status_code == 303 and first.headers["location"] == "/app/account/password"
+    form = newcomer.get("/app/account/password")
+    assert form.status_code == 200 and '<label for="new_password">' in form.text
+    own_token = CSRF.search(form.text).group(1)
+    mismatch = newcomer.post("/app/account/password", data={
+        "csrf_token": own_token, "current_password": password, "new_password": PASSWORD,
+        "repeated_password": PASSWORD + "?"})
+    assert mismatch.status_code == 422 and "differ" in mismatch.text
+    chosen = newcomer.post("/app/account/password", data={
+        "csrf_token": own_token, "current_password": password, "new_password": PASSWORD,
+        "repeated_password": PASSWORD})
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/app"
+    assert newcomer.get("/app/people").status_code == 403  # a viewer, with a new session
     person_id = re.search(rf'action="/app/people/([0-9a-f-]+)/role"[^>]*>\s*<input[^>]+>\s*<label[^>]*>Role of '
                           rf'{re.escape(new_email)}', admin.get("/app/people").text).group(1)
     assert admin.post(f"/app/people/{person_id}/role", data={"role": "admin", "csrf_token": token}).status_code == 303
@@ -183,7 +197,7 @@ def test_an_admin_adds_people_changes_roles_and_disabling_ends_their_sessions(ap
     assert admin.post(f"/app/people/{person_id}/disable", data={"csrf_token": token}).status_code == 303
     gone = newcomer.get("/app/people")
     assert gone.status_code == 303 and gone.headers["location"].startswith("/app/sign-in")
-    refused = newcomer.post("/app/sign-in", data={"email": new_email, "password": password})
+    refused = newcomer.post("/app/sign-in", data={"email": new_email, "password": PASSWORD})
     assert refused.status_code == 401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
 import pytest
@@ -163,16 +164,13 @@ def test_a_session_is_kept_by_the_hash_of_its_token_and_ends_at_its_absolute_lif
         token, started = await store.start(person, workspace)
         found = await store.lookup(token)
         assert found == started and found.csrf_token and found.csrf_token != token
-        keys = [key.decode() async for key in redis.scan_iter("qrflow:web-session*")]
-        assert keys and not any(token in key for key in keys)
-        for key in keys:
-            if await redis.type(key) == b"hash":
-                assert token.encode() not in b"".join((await redis.hgetall(key)).values())
-                assert 0 < await redis.ttl(key) <= 600  # the idle timeout, renewed by each lookup
+        # Other tests' sessions share this Redis: this one's key is found through its person's set.
+        (session_key,) = [key.decode() for key in await redis.smembers(f"qrflow:web-sessions-of:{person}")]
+        assert token not in session_key and hashlib.sha256(token.encode()).hexdigest() in session_key
+        assert token.encode() not in b"".join((await redis.hgetall(session_key)).values())
+        assert 0 < await redis.ttl(session_key) <= 600  # the idle timeout, renewed by each lookup
         assert await store.lookup(token + "x") is None and await store.lookup("") is None
         # Started longer ago than the absolute lifetime: over, however recently used.
-        (session_key,) = [k for k in keys if await redis.type(k) == b"hash" and
-                          (await redis.hget(k, "person_id")).decode() == str(person)]
         await redis.hset(session_key, "started_at", repr(started.started_at - 3601))
         assert await store.lookup(token) is None
         other, _ = await store.start(person, workspace)
@@ -261,3 +259,34 @@ def test_without_redis_sessions_and_the_throttle_say_so_instead_of_failing():
             await redis.aclose()
 
     asyncio.run(main())
+
+
+def test_changing_ones_password_needs_the_current_one_and_ends_every_session(backend):
+    workspace = _workspace(backend)
+    email = _email()
+
+    async def use(sessions, redis):
+        store = _store(redis)
+        async with sessions() as session:
+            ann = await people.create_person(session, workspace, email, Role.EDITOR, PASSWORD,
+                                             must_change_password=True)
+            assert ann.must_change_password
+        elsewhere, _ = await store.start(ann.id, workspace)
+        new = "a password of her own"
+        async with sessions() as session:
+            for current, chosen, field in ((PASSWORD + "x", new, "current_password"),
+                                           (PASSWORD, "short", "new_password"),
+                                           (PASSWORD, PASSWORD, "new_password")):
+                with pytest.raises(Invalid) as refused:
+                    await people.change_password(session, store, ann.id, current, chosen)
+                assert refused.value.field == field
+        assert await store.lookup(elsewhere) is not None  # nothing changed yet
+        async with sessions() as session:
+            await people.change_password(session, store, ann.id, PASSWORD, new)
+        assert await store.lookup(elsewhere) is None
+        async with sessions() as session:
+            assert await people.authenticate_person(session, email, PASSWORD) is None
+            signed_in = await people.authenticate_person(session, email, new)
+            assert signed_in is not None and not signed_in.must_change_password
+
+    run(backend, use)

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('email', sa.String(length=254), nullable=False),
         sa.Column('password_hash', sa.String(length=255), nullable=False),
         sa.Column('role', sa.String(length=10), nullable=False),
+        sa.Column('must_change_password', sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column('disabled_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column('created_at', app.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column('last_sign_in_at', app.kit.db.UTCDateTime(timezone=True), nullable=True),

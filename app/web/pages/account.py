@@ -1,4 +1,4 @@
-"""Signing in and out, people and API keys: page handlers that call app/identity's services.
+"""Signing in and out, your password, people and API keys: page handlers that call app/identity's services.
 
 Sign-in is the one form posted without a session, hence without a CSRF token: it is refused from other
 sites (Origin, Sec-Fetch-Site) and throttled per email and per client address. Passwords and keys made
@@ -19,12 +19,14 @@ from app.identity import people
 from app.identity.models import Role, Scope
 from app.identity.passwords import one_time_password
 from app.identity.service import create_api_key, list_api_keys, revoke_workspace_api_key
-from app.kit.errors import DomainError
+from app.kit.errors import DomainError, Invalid
 from app.web.auth import (
+    HOME_PATH,
     SESSION_COOKIE,
     AdminSignedIn,
     CsrfChecked,
     NotAllowed,
+    SignedIn,
     clear_session_cookie,
     refuse_cross_site,
     safe_next,
@@ -92,6 +94,36 @@ async def sign_out(request: Request, person: CsrfChecked) -> Response:
     return response
 
 
+# --- your password ----------------------------------------------------------------------------------
+
+
+@router.get("/account/password")
+async def password_page(request: Request, person: SignedIn) -> Response:
+    return _render(request, "account/password.html", error=None, field=None)
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request, session: SessionDep, person: CsrfChecked,
+    current_password: Annotated[str, Form(max_length=1024)],
+    new_password: Annotated[str, Form(max_length=1024)],
+    repeated_password: Annotated[str, Form(max_length=1024)],
+) -> Response:
+    """A new password of their own; every other session of theirs ends, this browser gets a new one."""
+    store = session_store(request)
+    try:
+        if new_password != repeated_password:
+            raise Invalid("the two new passwords differ", field="repeated_password")
+        await people.change_password(session, store, person.person_id, current_password, new_password)
+    except DomainError as refused:
+        return _render(request, "account/password.html", status_code=refused.status, error=refused.message,
+                       field=refused.field)
+    token, _ = await store.start(person.person_id, person.workspace_id)
+    response = RedirectResponse(HOME_PATH, status_code=303)
+    set_session_cookie(response, request.app.state.settings, token)
+    return response
+
+
 # --- people ---------------------------------------------------------------------------------------
 
 
@@ -116,7 +148,8 @@ async def add_person(
     """A new person with a one-time password, shown on this page once."""
     password = one_time_password()
     try:
-        person = await people.create_person(session, admin.workspace_id, email, role, password)
+        person = await people.create_person(session, admin.workspace_id, email, role, password,
+                                            must_change_password=True)
     except DomainError as refused:  # shown next to the form, which keeps what was typed
         await session.rollback()
         return await _people_page(request, session, admin, status_code=refused.status, error=refused.message,
