@@ -18,6 +18,7 @@ from app.qrcodes.content import KIND_DATA
 from app.qrcodes.events import PreviewRequested
 from app.web.auth import CsrfChecked, EditorSignedIn
 from app.web.code_form import CodeForm, code_form, request_body, validate
+from app.web.form_submissions import FormSubmission
 from app.web.templating import PagesDep
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -32,7 +33,7 @@ async def new_code(
         raise NotFound(f"there is no kind {kind!r}: the kinds are {', '.join(KINDS)}", field="kind")
     return pages.render(
         request, "new_code.html", person=person, section="new", form=code_form(kind), kinds=KINDS, values={},
-        errors={},
+        errors={}, form_id=uuid.uuid4(),
     )
 
 
@@ -52,20 +53,30 @@ async def create(
     body = request_body(form, values)
     create_request, errors = validate(body)
     if create_request is not None:
+        submission = FormSubmission(request.app.state.redis, person.person_id, values.get("form_id"))
+        earlier = await submission.claim()
+        if earlier is not None:
+            return RedirectResponse(f"/app/codes/{earlier}", status_code=303)
         try:
             code = await service.create_code(
                 session, publisher, link_cache, person.workspace_id, create_request, settings.public_base_url,
                 max_render_cost=settings.max_render_cost,
             )
         except DomainError as exc:
+            await submission.release()
             if exc.status >= 500:
                 raise
             errors = {exc.field or "form": exc.message}
+        except BaseException:
+            await submission.release()
+            raise
         else:
+            await submission.done(code.id)
             return RedirectResponse(f"/app/codes/{code.id}", status_code=303)
     return pages.render(
         request, "new_code.html", status_code=422, person=person, section="new", form=form, kinds=KINDS,
         values={k: v for k, v in values.items() if isinstance(v, str)}, errors=_placed(form, errors),
+        form_id=values.get("form_id") or uuid.uuid4(),
     )
 
 

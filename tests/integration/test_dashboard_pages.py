@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from urllib.parse import quote
 
 import pytest
@@ -104,6 +105,14 @@ def test_create_preview_edit_and_delete_through_the_forms(signed_in, gateway, al
     )
     assert created.status_code == 303
     page = created.headers["location"]
+    form_id = str(uuid.uuid4())
+    twice = [
+        editor.post("/app/codes/new", data={"csrf_token": token, "kind": "text", "data.text": "once",
+                                            "form_id": form_id}, follow_redirects=False)
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in twice] == [303, 303]
+    assert twice[0].headers["location"] == twice[1].headers["location"]  # a form sent twice makes one code
     code_id = page.rsplit("/", 1)[1]
     code = gateway.get(f"/v1/qrcodes/{code_id}", headers=alice.headers).json()
     assert code["title"] == "Poster" and code["tags"] == ["print", "spring"] and code["style"]["error"] == "Q"
