@@ -370,6 +370,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float,
                         help="the faults soak instead (issue #19): this many minutes of mixed load and faults")
     parser.add_argument("--redirect-threads", type=int, default=4, help="faults soak: redirect loops (default 4)")
+    parser.add_argument("--drain-minutes", type=float, default=soak_faults.DRAIN_MINUTES,
+                        help="faults soak: how long the end waits for stored == answered (default 17)")
     args, _ = parser.parse_known_args()
     if args.minutes:
         faults_soak(args)

@@ -48,7 +48,9 @@ OUTAGE_SECONDS = 20
 RECOVERY_SECONDS = 10
 BATCH_ROWS = 50
 SLUGS = 20
-DRAIN_TIMEOUT = 300.0
+# How long the end waits for stored == answered and the rest: Redis's visibility_timeout (15 min,
+# celeryconfig.py) and two more minutes, what a message in flight when the broker went away may wait.
+DRAIN_MINUTES = 17.0
 RSS_GROWTH_LIMIT = 1.2
 WORKER_QUEUES = ("qr", "scans", "qr_batch", "analytics,default")
 
@@ -75,7 +77,7 @@ class Platform:
         qrflow = [sys.executable, "-m", "app.cli"]
         subprocess.run([*qrflow, "migrate"], env=self.env, cwd=tmp, check=True, capture_output=True)
         created = subprocess.run(
-            [*qrflow, "apikey", "create", "--workspace", "soak", "--scope", "write"],
+            [*qrflow, "apikey", "create", "--workspace", "soak", "--create-workspace", "--scope", "write"],
             env=self.env,
             cwd=tmp,
             check=True,
@@ -83,24 +85,39 @@ class Platform:
             text=True,
         )
         self.key = created.stdout.strip().splitlines()[-1]
-        commands = {"gateway": [*qrflow, "api"], "beat": [*qrflow, "beat"]}
+        self.commands = {"gateway": [*qrflow, "api"], "beat": [*qrflow, "beat"]}
         for queue in WORKER_QUEUES:
-            commands[f"worker-{queue.split(',')[0]}"] = [*qrflow, "worker", "-Q", queue, "-c", "1"]
-        for name, command in commands.items():
-            with open(tmp / f"{name}.log", "wb") as log:
-                self.processes[name] = subprocess.Popen(
-                    command, env=self.env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
-                )
+            self.commands[f"worker-{queue.split(',')[0]}"] = [*qrflow, "worker", "-Q", queue, "-c", "1"]
+        for name in self.commands:
+            self._start(name)
         common.wait_until_answering(f"{self.url}/readyz", self.processes, "the gateway", timeout=180)
+
+    def _start(self, name: str) -> None:
+        with open(self.tmp / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name], env=self.env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def restart_exited(self) -> list[str]:
+        """What a supervisor does (compose's restart policy, `qrflow up`): start again whatever exited."""
+        exited = [(name, p.returncode) for name, p in self.processes.items() if p.poll() is not None]
+        for name, _ in exited:
+            self._start(name)
+        return [f"{name} exited ({code}) and was started again" for name, code in exited]
+
+    def unacknowledged(self) -> int:
+        """Messages delivered to a worker and not yet acknowledged (kombu's `unacked` hash)."""
+        import redis
+
+        with redis.Redis.from_url(self.broker.url, socket_timeout=5) as client:
+            return client.hlen("unacked")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def shipper(self) -> psutil.Process | None:
-        found = [
-            p for p in psutil.Process(self.processes["gateway"].pid).children() if "spawn_main" in " ".join(p.cmdline())
-        ]
+        found = [p for p in _children(self.processes["gateway"].pid) if "spawn_main" in _cmdline(p)]
         return found[0] if found else None
 
     def pids(self) -> dict[str, int]:
@@ -109,12 +126,8 @@ class Platform:
         if self.broker.process is not None:
             pids["redis"] = self.broker.process.pid
         for name, pid in list(pids.items()):
-            try:
-                children = psutil.Process(pid).children()
-            except psutil.NoSuchProcess:
-                continue
-            for child in children:
-                cmdline = " ".join(child.cmdline())
+            for child in _children(pid):
+                cmdline = _cmdline(child)
                 if name == "gateway" and "spawn_main" in cmdline:
                     pids["shipper"] = child.pid
                 elif name.startswith("worker"):
@@ -130,6 +143,21 @@ class Platform:
         self.broker.stop()
 
 
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children()
+    except psutil.Error:
+        return []
+
+
+def _cmdline(process: psutil.Process) -> str:
+    """'' for a process gone or a zombie (a killed child its parent has not reaped yet)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
 class Load:
     """The mixed load's threads and everything they saw."""
 
@@ -140,7 +168,6 @@ class Load:
         self.origin = time.monotonic()
         self.answers: list[tuple[float, str, int | str]] = []  # (t, what, status) of everything but 302s
         self.redirects = collections.Counter()
-        self.codes: list[str] = []  # every code id created, singles and batches'
         self.batches: list[str] = []
         from bench.soak import user_agents
 
@@ -174,10 +201,7 @@ class Load:
         self._note("create", response.status_code)
         if response.status_code != 202:
             return {}
-        code = response.json()
-        with self.lock:
-            self.codes.append(code["id"])
-        return code
+        return response.json()
 
     def _redirects(self) -> None:
         rng = random.Random()
@@ -240,12 +264,20 @@ class Faults(threading.Thread):
         self.events: list[tuple[float, str]] = []
         self.outage: tuple[float, float] | None = None
         self.stopped = threading.Event()
+        self.supervising = threading.Event()  # set only when the platform stops
 
     def note(self, what: str) -> None:
         self.events.append((round(self.load.now(), 1), what))
         console.print(f"{self.load.now():6.1f} s  {what}")
 
+    def supervise(self) -> None:
+        """Every second until stopped: start again any process that exited (a thread of its own)."""
+        while not self.supervising.wait(1.0):
+            for what in self.platform.restart_exited():
+                self.note(what)
+
     def run(self) -> None:
+        threading.Thread(target=self.supervise, daemon=True).start()
         plan = [
             (60.0 * m, "kill", WORKER_QUEUES[(m - 1) % len(WORKER_QUEUES)].split(",")[0])
             for m in range(1, int(self.seconds // 60) + 1)
@@ -255,21 +287,24 @@ class Faults(threading.Thread):
         for at, what, queue in sorted(plan):
             if self.stopped.wait(max(0.0, at - self.load.now())):
                 return
-            if what == "kill":
-                self._kill_pool(queue)
-            elif what == "shipper":
-                self._kill_shipper()
-            else:
-                self._restart_broker()
+            try:
+                if what == "kill":
+                    self._kill_pool(queue)
+                elif what == "shipper":
+                    self._kill_shipper()
+                else:
+                    self._restart_broker()
+            except Exception as exc:  # a fault not injected is reported, and the others still are
+                self.note(f"{what} {queue}: {exc!r}")
 
     def _kill_pool(self, queue: str) -> None:
-        worker = psutil.Process(self.platform.processes[f"worker-{queue}"].pid)
-        children = worker.children()
-        if not children:
+        children = _children(self.platform.processes[f"worker-{queue}"].pid)
+        try:
+            busy = max(children, key=lambda child: child.cpu_percent(interval=0.2))
+            busy.send_signal(signal.SIGKILL)
+        except (ValueError, psutil.Error):
             self.note(f"worker-{queue}: no pool process to kill")
             return
-        busy = max(children, key=lambda child: child.cpu_percent(interval=0.2))
-        busy.send_signal(signal.SIGKILL)
         self.note(f"SIGKILL worker-{queue}'s pool process {busy.pid}")
 
     def _kill_shipper(self) -> None:
@@ -294,7 +329,9 @@ class Faults(threading.Thread):
         time.sleep(OUTAGE_SECONDS)
         self.platform.broker.start()
         self.outage = (started, self.load.now())
-        self.note("broker started again")
+        self.note(f"broker started again; {self.platform.unacknowledged()} messages unacknowledged")
+        time.sleep(RECOVERY_SECONDS)
+        self.note(f"{self.platform.unacknowledged()} messages unacknowledged {RECOVERY_SECONDS} s later")
 
 
 class Memory(threading.Thread):
@@ -313,7 +350,7 @@ class Memory(threading.Thread):
             processes = dict(self.platform.pids().items())
             if self.database_name:
                 for process in psutil.process_iter(["cmdline"]):
-                    if f" {self.database_name} " in " ".join(process.info["cmdline"] or []):
+                    if f" {self.database_name} " in " ".join(process.info["cmdline"] or ()):
                         processes[f"postgres {process.pid}"] = process.pid
             for role, pid in processes.items():
                 try:
@@ -335,15 +372,20 @@ class Memory(threading.Thread):
         return {role: round(seconds, 1) for role, seconds in totals.items()}
 
     def growth(self, seconds: float) -> dict[str, dict[str, float]]:
-        """Per process alive from the half to the end: median RSS around the half and in the last 10 %."""
+        """Per role (the gateway, the shipper, each worker and its pool process, beat, Redis): median RSS
+        around the half and in the last 10 %, whichever process held the role then (a pool process killed,
+        or replaced by the pool's memory bound, is followed by the one that took its place)."""
         half, window = seconds / 2, max(seconds * 0.05, 15.0)
+        by_role: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
+        for (role, _), samples in self.samples.items():
+            by_role[role] += samples
         report = {}
-        for (role, pid), samples in self.samples.items():
+        for role, samples in sorted(by_role.items()):
             middle = [rss for t, rss in samples if abs(t - half) <= window]
-            end = [rss for t, rss in samples if t >= seconds - 2 * window and t <= seconds]
-            if middle and end and samples[0][0] <= half - window:
+            end = [rss for t, rss in samples if seconds - 2 * window <= t <= seconds]
+            if middle and end:
                 before, after = statistics.median(middle), statistics.median(end)
-                report[f"{role} ({pid})"] = {
+                report[role] = {
                     "half_mb": round(before / 2**20, 1),
                     "end_mb": round(after / 2**20, 1),
                     "ratio": round(after / before, 3),
@@ -382,16 +424,18 @@ def wait_until(condition: Any, timeout: float) -> float | None:
 def run(args: argparse.Namespace, tmp: Path, database_url: str, count: Any, sql: Any) -> dict[str, Any]:
     seconds = args.minutes * 60.0
     platform = Platform(tmp, database_url)
+    faults: Faults | None = None
     try:
         load = Load(platform, args.redirect_threads)
         faults = Faults(platform, load, seconds)
         memory = Memory(platform, load, database_url.rsplit("/", 1)[1] if database_url else None)
         for thread in (load, faults, memory):
             thread.start()
-        while load.now() < seconds:
-            time.sleep(1.0)
-            if int(load.now()) % 60 == 0:
-                console.print(f"{load.now():6.1f} s  {load.redirects[302]:,} redirects answered")
+        for minute in itertools.count(1):
+            time.sleep(max(0.0, min(60.0 * minute, seconds) - load.now()))
+            console.print(f"{load.now():6.1f} s  {load.redirects[302]:,} redirects answered")
+            if load.now() >= seconds:
+                break
         load.stop()
         faults.stopped.set()
         memory.stopped.set()
@@ -399,24 +443,42 @@ def run(args: argparse.Namespace, tmp: Path, database_url: str, count: Any, sql:
         answered = load.redirects[302]
         console.print(f"load stopped after {load_seconds:.0f} s: {answered:,} redirects answered; draining")
 
-        drained = wait_until(lambda: count() >= answered, DRAIN_TIMEOUT)
+        deadline = time.monotonic() + args.drain_minutes * 60
+
+        printed = [load.now()]
+
+        def stored_all() -> bool:
+            stored = count()
+            if load.now() - printed[0] >= 30:
+                printed[0] = load.now()
+                console.print(
+                    f"{load.now():6.1f} s  {stored:,} of {answered:,} stored; "
+                    f"{platform.unacknowledged()} messages unacknowledged"
+                )
+            return stored >= answered
+
+        drained = wait_until(stored_all, deadline - time.monotonic())
         time.sleep(2)  # and not one more
         stored = count()
-        codes = load.codes
         ready_after = wait_until(
-            lambda: sql("SELECT count(*) FROM qrcodes WHERE status <> 'ready'") == 0, DRAIN_TIMEOUT
+            lambda: sql("SELECT count(*) FROM qrcodes WHERE status <> 'ready'") == 0, deadline - time.monotonic()
         )
         statuses = dict(sql("SELECT status, count(*) FROM qrcodes GROUP BY status", rows=True))
         max_id = sql("SELECT coalesce(max(id), 0) FROM scans")
-        rolled = wait_until(lambda: sql("SELECT last_scan_id FROM analytics_state") >= max_id, DRAIN_TIMEOUT)
+        rolled = wait_until(
+            lambda: sql("SELECT last_scan_id FROM analytics_state") >= max_id, max(deadline - time.monotonic(), 60)
+        )
         rollup_total = sql("SELECT coalesce(sum(scans + bots), 0) FROM analytics_hourly WHERE dimension = 'all'")
         raw_total = sql(f"SELECT count(*) FROM scans WHERE id <= {max_id}")
         scans_bytes = sql("SELECT pg_total_relation_size('scans')") if database_url else None
     finally:
+        if faults is not None:
+            faults.supervising.set()
         log_text = platform.logs()
         platform.stop()
     (common.ROOT / "bench" / "results").mkdir(exist_ok=True)
     (common.ROOT / "bench" / "results" / "soak-faults.log").write_text(log_text)
+    assert faults is not None
     outage = faults.outage or (0.0, 0.0)
     allowed = (outage[0], outage[1] + RECOVERY_SECONDS)
     bad = [
@@ -438,7 +500,7 @@ def run(args: argparse.Namespace, tmp: Path, database_url: str, count: Any, sql:
         "exact": stored == answered,
         "redirects_per_s": round(answered / load_seconds, 1),
         "drained_after_s": None if drained is None else round(drained, 1),
-        "codes_created": len(codes),
+        "codes_created": sum(statuses.values()),
         "batches": len(load.batches),
         "code_statuses": statuses,
         "every_code_ready": ready_after is not None,
