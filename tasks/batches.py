@@ -6,7 +6,7 @@ from app.qrcodes import recovery
 from app.qrcodes.batches import jobs
 from app.qrcodes.batches.events import BatchChunkRequested
 from workers.celery_app import celery_app
-from workers.retries import retry_on_database_down
+from workers.retries import retry_on_database_down, retry_on_database_or_store_down
 from workers.runtime import attempts, lost_after, runtime
 
 # A chunk hands its remaining codes on after this share of the soft time limit (celeryconfig.py; of the
@@ -15,7 +15,7 @@ from workers.runtime import attempts, lost_after, runtime
 _BUDGET_SHARE = 0.5
 
 
-@celery_app.task(name=BatchChunkRequested.task_name, **retry_on_database_down)
+@celery_app.task(name=BatchChunkRequested.task_name, **retry_on_database_or_store_down)
 def render_batch(event: dict) -> dict[str, int]:
     chunk = BatchChunkRequested.model_validate(event)
     resources = runtime()

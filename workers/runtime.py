@@ -17,7 +17,7 @@ from app.kit.broker_inventory import BrokerInventory
 from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.kit.messaging import EventPublisher
 from app.kit.settings import Settings, get_settings
-from app.kit.storage import ImageStore, LocalImageStore
+from app.kit.storage import ImageStore, open_image_store
 from app.qrcodes.jobs import Attempts
 from app.qrcodes.recovery import LostAfter
 from app.scans.enrichment import Enricher
@@ -53,7 +53,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         settings=settings,
         engine=engine,
         sessions=sync_sessionmaker(engine),
-        store=LocalImageStore(settings.images_dir),
+        store=open_image_store(settings),
         publisher=EventPublisher(celery_app),
         inventory=BrokerInventory(celery_app),
         enricher=Enricher(settings.geoip_db, settings.keep_anonymized_ip),

@@ -75,6 +75,11 @@ _HEADERS: dict[int, dict[str, Any]] = {
             "description": "Seconds until a retry can succeed", "required": True, "schema": {"type": "integer"}
         }
     },
+    503: {
+        "Retry-After": {
+            "description": "Seconds until a retry may succeed", "required": True, "schema": {"type": "integer"}
+        }
+    },
 }
 
 

@@ -27,7 +27,7 @@ from app.kit.db import async_sessions, create_gateway_engine
 from app.kit.logging import configure_logging
 from app.kit.messaging import EventPublisher, platform_celery
 from app.kit.settings import Settings, get_settings
-from app.kit.storage import LocalImageStore
+from app.kit.storage import open_image_store
 from app.kit.tracked_tasks import TrackedTasks
 from app.links.cache import LinkCache
 from app.links.caps import ScanCaps
@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = create_gateway_engine(settings)
         app.state.sessions = async_sessions(app.state.engine)
-        app.state.store = LocalImageStore(settings.images_dir)
+        # boto3 reads its service models from disk when an S3 store's client is made: off the loop.
+        app.state.store = await anyio.to_thread.run_sync(open_image_store, settings)
         app.state.publisher = EventPublisher(celery_app)
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1, socket_connect_timeout=1

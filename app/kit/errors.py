@@ -46,6 +46,21 @@ class NotReady(Conflict):
         return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
 
 
+class Unavailable(DomainError):
+    """A part the request needs is down for a while (the image store): 503, and when to try again."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class Invalid(DomainError):
     """Well-formed input that the domain refuses (422). The same code as a malformed one: a client tells
     them apart by `errors`, never by where in the gateway the check happens to be."""

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     # address of a scan and of the per-IP limit. Empty: the connecting address is the client.
     trusted_proxies: str = ""
 
+    # Where rendered images and uploaded logos live (app/kit/storage.py, docs/storage.md). Empty: a directory in
+    # data_dir, which only the processes of one host share. s3://bucket/prefix: an S3-compatible object
+    # store every host reaches; credentials come from boto3's chain (AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE, an instance
+    # role), never from a QRFLOW_ setting. Empty endpoint: AWS itself; empty region: the chain's.
+    storage_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+
     # Scans (app/scans/spool.py): each redirect appends its event to a spool file in data_dir/spool; a
     # shipper process publishes them as one scans.record task per segment of up to scan_batch_max_events,
     # closed after at most scan_flush_interval_ms. Past scan_spool_max_bytes (a very long broker outage)
@@ -170,6 +179,14 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'qrflow.db').resolve()}"
         return self
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not value.startswith("s3://") or not value[5:].split("/", 1)[0]):
+            raise ValueError(f"expected s3://bucket or s3://bucket/prefix (or empty: data_dir), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _soft_time_limit_first(self) -> Settings:

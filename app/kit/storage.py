@@ -1,5 +1,9 @@
-"""Where rendered images live. A local directory by default; keys are content-addressed, so readers never
-see a half-written file, and a key once recorded on a code never changes under it."""
+"""Where rendered images and uploaded logos live: a local directory by default (one host), or an S3-compatible
+object store (app/kit/s3_storage.py) that every host reaches. Keys are content-addressed, so readers never
+see a half-written image, and a key once recorded on a code never changes under it.
+
+Every method blocks (disk or network): the gateway calls them in a thread, never on its event loop.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,41 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from app.kit.errors import Unavailable
+
+if TYPE_CHECKING:
+    from app.kit.settings import Settings
+
+# Read and sent in pieces this large: an image is a few KiB to a few MiB.
+CHUNK_BYTES = 64 * 1024
+
+
+class StoreUnavailable(Unavailable):
+    """The store did not answer, or answered that it cannot now (timeouts, refused connections, 5xx): a
+    fault to wait out. The gateway answers 503 with Retry-After; a render gives its attempt back and retries."""
+
+    def __init__(self, message: str = "the image store is unreachable; retry shortly") -> None:
+        super().__init__(message, retry_after=5)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object opened for reading: its size, and its bytes as they arrive (a generator: the file or
+    connection is closed once it is read to the end, or closed, or collected)."""
+
+    size: int
+    chunks: Iterator[bytes]
 
 
 class ImageStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes | None: ...
-    def path(self, key: str) -> Path | None: ...
+    def open(self, key: str) -> StoredObject | None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def keep_only(self, prefix: str, keys: set[str]) -> None: ...
 
@@ -45,12 +76,17 @@ class LocalImageStore:
             raise
 
     def get(self, key: str) -> bytes | None:
-        path = self.path(key)
-        return path.read_bytes() if path else None
+        try:
+            return self._resolve(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
-    def path(self, key: str) -> Path | None:
-        path = self._resolve(key)
-        return path if path.is_file() else None
+    def open(self, key: str) -> StoredObject | None:
+        try:
+            file = self._resolve(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        return StoredObject(os.fstat(file.fileno()).st_size, _read_and_close(file))
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._resolve(prefix), ignore_errors=True)
@@ -70,6 +106,21 @@ class LocalImageStore:
                     path.unlink()
             except FileNotFoundError:  # another sweep of the same code got there first
                 pass
+
+
+def _read_and_close(file) -> Iterator[bytes]:  # noqa: ANN001 - a binary file
+    with file:
+        while chunk := file.read(CHUNK_BYTES):
+            yield chunk
+
+
+def open_image_store(settings: Settings) -> ImageStore:
+    """The store the settings name: QRFLOW_STORAGE_URL=s3://bucket/prefix, or data_dir/images."""
+    if not settings.storage_url:
+        return LocalImageStore(settings.images_dir)
+    from app.kit.s3_storage import S3ImageStore  # boto3 is imported only where it is used
+
+    return S3ImageStore.from_settings(settings)
 
 
 def image_key(workspace_id: object, code_id: object, etag: str, fmt: str) -> str:

@@ -21,7 +21,7 @@ import structlog
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.kit.errors import DomainError
+from app.kit.errors import Unavailable
 from app.kit.events import Event
 from app.kit.messaging import EVENTS_PUBLISHED
 
@@ -49,11 +49,6 @@ class TaskState(BaseModel):
     progress: dict[str, Any] | None = Field(None, description="How far the task got so far (PROGRESS only).")
     error: str | None = Field(None, description="The error's type (FAILURE, RETRY).")
     done_at: datetime | None = None
-
-
-class Unavailable(DomainError):
-    status = 503
-    code = "unavailable"
 
 
 class TrackedTasks:

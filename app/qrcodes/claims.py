@@ -62,6 +62,22 @@ def start_attempt(sessions: sessionmaker[Session], code_id: uuid.UUID, max_attem
     return claimed
 
 
+def give_back(sessions: sessionmaker[Session], code_id: uuid.UUID) -> None:
+    """This process's attempt was cut short by a fault outside the code (the image store down): it is not
+    counted, and the claim ends, as the task waits the fault out (workers/retries.py)."""
+    with sessions.begin() as session:
+        session.execute(
+            update(QRCode)
+            .where(
+                QRCode.id == code_id,
+                QRCode.status == Status.PENDING,
+                QRCode.render_claimed_by == this_process(),
+                QRCode.render_attempts > 0,
+            )
+            .values(render_attempts=QRCode.render_attempts - 1, render_claimed_by=None, render_claimed_at=None)
+        )
+
+
 def claim(sessions: sessionmaker[Session], code_ids: Iterable[uuid.UUID]) -> None:
     """A chunk's claim on the codes it is about to render, uncounted: if its process dies, the codes it had
     not reached have a dead claim too, and go back to the broker with the one that killed it."""

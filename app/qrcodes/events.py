@@ -13,3 +13,14 @@ class RenderRequested(Event):
 
     version: Literal[1] = 1
     code_id: uuid.UUID
+
+
+class ImagesDeleteRequested(Event):
+    """v1: a deleted code's images are still in the image store, which was down when the code was deleted.
+    Handled by the task `qrcodes.delete_images` on queue `default`, which waits the store out."""
+
+    task_name: ClassVar[str] = "qrcodes.delete_images"
+
+    version: Literal[1] = 1
+    workspace_id: uuid.UUID
+    code_id: uuid.UUID

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import utcnow
 from app.kit.messaging import EventPublisher
-from app.kit.storage import ImageStore, code_prefix, image_key
+from app.kit.storage import ImageStore, StoreUnavailable, code_prefix, image_key
 from app.qrcodes import claims
 from app.qrcodes.content import KIND_DATA
 from app.qrcodes.decoration import LogoSource
-from app.qrcodes.events import RenderRequested
+from app.qrcodes.events import ImagesDeleteRequested, RenderRequested
 from app.qrcodes.logos import load_logo
 from app.qrcodes.models import QRCode, Status
 from app.qrcodes.readback import LOGO_TOO_LARGE, UNREADABLE_COLOURS, reads_back
@@ -37,7 +37,8 @@ log = structlog.get_logger(__name__)
 
 # render_code's outcome for an attempt that failed and may be tried again: the caller sends it back.
 RETRY = "retry"
-# The database being away is waited out by the task's retries (workers/retries.py), not counted here.
+# The database being away is waited out by the task's retries (workers/retries.py), not counted here;
+# so is the image store (StoreUnavailable), whose attempt is given back.
 _DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
@@ -65,6 +66,11 @@ def render_code(
         return _render_claimed(sessions, store, code_id)
     except _DATABASE_DOWN:
         raise
+    except StoreUnavailable:
+        # Not the code's fault: no image was recorded, the attempt is given back, and the task waits the
+        # store out. The code stays pending: never ready without its images.
+        claims.give_back(sessions, code_id)
+        raise
     except Exception as exc:  # SoftTimeLimitExceeded included: any failure counts, and is bounded
         cause = "exceeded its time budget" if isinstance(exc, SoftTimeLimitExceeded) else f"raised {exc!r}"[:300]
         log.warning("render_attempt_failed", code_id=str(code_id), attempt=attempt, cause=cause)
@@ -86,6 +92,11 @@ def render_requested(
     if outcome == RETRY and not publisher.publish(RenderRequested(code_id=code_id)):
         return "left_for_republisher"  # unclaimed, pending and in no message: recovery.py finds it
     return outcome
+
+
+def delete_images(store: ImageStore, requested: ImagesDeleteRequested) -> None:
+    """A deleted code's images, left when the store was down at its deletion (StoreUnavailable: retried)."""
+    store.delete_prefix(code_prefix(requested.workspace_id, requested.code_id))
 
 
 def _not_started(sessions: sessionmaker[Session], code_id: uuid.UUID, max_attempts: int) -> str:
@@ -145,7 +156,10 @@ def _render_claimed(sessions: sessionmaker[Session], store: ImageStore, code_id:
     # own, and none once it is deleted.
     recorded = etags if outcome == Status.READY else _recorded_images(sessions, code_id)
     keys = {image_key(workspace_id, code_id, etag, fmt) for fmt, etag in recorded.items()}
-    store.keep_only(code_prefix(workspace_id, code_id), keys)
+    try:
+        store.keep_only(code_prefix(workspace_id, code_id), keys)
+    except StoreUnavailable:  # the code is settled; what the sweep missed only takes space
+        log.warning("image_sweep_skipped", code_id=str(code_id))
     return outcome
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
 import structlog
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from pydantic import BaseModel
 from sqlalchemy import ForeignKey, Integer, String, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.kit.db import Base, UTCDateTime, new_id, utcnow
 from app.kit.errors import Invalid, NotFound, TooLarge, UnsupportedMediaType
-from app.kit.storage import ImageStore
+from app.kit.storage import ImageStore, StoreUnavailable
 from app.qrcodes.logo_files import MAX_LOGO_BYTES, MEDIA_TYPES, LogoRefused, inspect
 
 log = structlog.get_logger(__name__)
@@ -95,12 +96,16 @@ async def upload_logo(
         sha256=hashlib.sha256(data).hexdigest(),
         created_at=utcnow(),
     )
-    store.put(logo_key(workspace_id, logo.id, media_type), data)
+    # The store may be across the network (S3): off the event loop; one that is down is a 503.
+    await to_thread.run_sync(store.put, logo_key(workspace_id, logo.id, media_type), data)
     session.add(logo)
     try:
         await session.commit()
     except BaseException:
-        store.delete_prefix(logo_prefix(workspace_id, logo.id))
+        # Shielded: a cancelled request must still remove the file no row names; a store down for it
+        # leaves the file (the error the client gets is the commit's).
+        with CancelScope(shield=True), suppress(StoreUnavailable):
+            await to_thread.run_sync(store.delete_prefix, logo_prefix(workspace_id, logo.id))
         raise
     log.info("logo_uploaded", logo_id=str(logo.id), media_type=media_type, size_bytes=len(data))
     return logo

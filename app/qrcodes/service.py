@@ -13,16 +13,17 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import structlog
+from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.db import utcnow
 from app.kit.errors import Invalid, NotFound, NotReady, PayloadTooLong, SlugTaken
 from app.kit.messaging import EventPublisher
-from app.kit.storage import ImageStore, code_prefix, image_key
+from app.kit.storage import ImageStore, StoreUnavailable, code_prefix, image_key
 from app.links import service as links
 from app.qrcodes import logos, render_cost, symbol
-from app.qrcodes.events import RenderRequested
+from app.qrcodes.events import ImagesDeleteRequested, RenderRequested
 from app.qrcodes.models import QRCode, Status
 from app.qrcodes.repository import Cursor, QRCodeRepository
 from app.qrcodes.schemas import LINK_SETTINGS, CreateCode, CreateURLCode, UpdateCode
@@ -207,7 +208,14 @@ async def delete_code(
     await session.commit()
     if code.link is not None:
         await links_changed.changed(code.link.slug)
-    store.delete_prefix(code_prefix(code.workspace_id, code.id))
+    prefix = code_prefix(code.workspace_id, code.id)
+    try:
+        await to_thread.run_sync(store.delete_prefix, prefix)
+    except StoreUnavailable:
+        # The code is deleted (committed), so the request succeeds; a worker deletes the images once the
+        # store is back.
+        log.warning("code_images_delete_deferred", code_id=str(code.id))
+        publisher.publish_later(ImagesDeleteRequested(workspace_id=code.workspace_id, code_id=code.id))
 
 
 def stored_image_key(code: QRCode, fmt: str) -> tuple[str, str]:

@@ -60,6 +60,6 @@ def test_compose_services_have_healthchecks_and_ordered_start():
 
 
 def test_env_example_lists_every_setting():
-    listed = set(re.findall(r"^(QRFLOW_[A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    listed = set(re.findall(r"^(QRFLOW_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     settings = {f"QRFLOW_{name.upper()}" for name in Settings.model_fields}
     assert settings == listed - {"POSTGRES_PASSWORD"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
@@ -158,7 +160,7 @@ async def get_batch(batch_id: uuid.UUID, principal: Reader, session: SessionDep)
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
             "headers": _DISPOSITION,
         },
-        **error_responses(*_READ, 404),
+        **error_responses(*_READ, 404, 503, _503="The image store is unreachable; retry after `Retry-After` seconds"),
         409: {"model": ErrorBody, "description": "Codes are still rendering (`not_ready`)", "headers": _RETRY_AFTER},
     },
     response_class=Response,
@@ -168,9 +170,12 @@ async def get_archive(
     batch_id: uuid.UUID, principal: Reader, session: SessionDep, store: StoreDep, settings: SettingsDep
 ) -> Response:
     chunks = await service.open_archive(session, store, principal.workspace_id, batch_id, settings.public_base_url)
-    # A sync iterator: Starlette reads it in a thread, so reading files and deflating never block the loop.
+    # The first piece is made before the answer starts, so a store that is down is a 503 with Retry-After
+    # rather than a zip cut short (one that fails later still is: docs/storage.md).
+    first = await to_thread.run_sync(next, chunks, b"")
+    # A sync iterator: Starlette reads it in a thread, so reading images and deflating never block the loop.
     return StreamingResponse(
-        chunks,
+        itertools.chain([first], chunks),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.zip"'},
     )

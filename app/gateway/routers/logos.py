@@ -37,11 +37,12 @@ _UPLOAD = {
             "headers": {"Location": {"description": "The logo's URL", "required": True, "schema": {"type": "string"}}},
         },
         **error_responses(
-            401, 403, 409, 413, 415, 422, 429,
+            401, 403, 409, 413, 415, 422, 429, 503,
             _409="A request with the same Idempotency-Key is still being processed (`idempotency_key_in_use`)",
             _413=f"The body is larger than {MAX_LOGO_BYTES // 1024} KiB",
             _415="Content-Type is neither image/png nor image/svg+xml",
             _422="Not a readable image of the declared type, or one the checks refuse (the message says which)",
+            _503="The image store is unreachable; retry after `Retry-After` seconds",
         ),
     },
     summary="Upload a logo (PNG or SVG) to place in codes",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from app.gateway.deps import (
     JsonBody,
@@ -45,6 +45,8 @@ _RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+_MISSING_IMAGE = "the image file is missing from storage"
+_STORE_DOWN = "The image store is unreachable; retry after `Retry-After` seconds"
 _NOT_JSON = "The body is not sent as `Content-Type: application/json`"
 # The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded at any
 # length (base64, then JSON).
@@ -179,7 +181,7 @@ async def list_scans(
             "headers": _IMAGE_HEADERS,
         },
         304: {"description": "Not modified (If-None-Match matched the ETag)", "headers": _IMAGE_HEADERS},
-        **error_responses(*_READ, 404),
+        **error_responses(*_READ, 404, 503, _503=_STORE_DOWN),
         409: {
             "model": ErrorBody,
             "description": "Not ready: still rendering (`not_ready`, with Retry-After), or rendering failed",
@@ -215,10 +217,18 @@ async def get_image(
     headers = {"ETag": etag_header, "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag_header:
         return Response(status_code=304, headers=headers)
-    path = store.path(key)
-    if path is None:
-        raise NotFound("the image file is missing from storage", field="id")
+    # The store is read in a thread (a disk, or an S3 server across the network: docs/storage.md); one that is
+    # down is a 503 with Retry-After (StoreUnavailable), before any byte of the answer is sent.
     if rescale:
-        data = await to_thread.run_sync(rescale_png, path.read_bytes(), stored_scale, scale)
+        original = await to_thread.run_sync(store.get, key)
+        if original is None:
+            raise NotFound(_MISSING_IMAGE, field="id")
+        data = await to_thread.run_sync(rescale_png, original, stored_scale, scale)
         return Response(data, media_type=MEDIA_TYPES["png"], headers=headers)
-    return FileResponse(path, media_type=MEDIA_TYPES[fmt], headers=headers)
+    stored = await to_thread.run_sync(store.open, key)
+    if stored is None:
+        raise NotFound(_MISSING_IMAGE, field="id")
+    # A sync iterator: Starlette reads the rest of it in a thread too.
+    return StreamingResponse(
+        stored.chunks, media_type=MEDIA_TYPES[fmt], headers={**headers, "Content-Length": str(stored.size)}
+    )

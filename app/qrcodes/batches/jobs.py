@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.messaging import EventPublisher
-from app.kit.storage import ImageStore
+from app.kit.storage import ImageStore, StoreUnavailable
 from app.qrcodes import claims, jobs
 from app.qrcodes.batches.events import BatchChunkRequested
 from app.qrcodes.models import QRCode, Status
@@ -61,7 +61,11 @@ def render_chunk(
         if index and clock() - started > budget_seconds:
             again += todo[index:]
             break
-        outcome = jobs.render_code(sessions, store, code_id, attempts)
+        try:
+            outcome = jobs.render_code(sessions, store, code_id, attempts)
+        except StoreUnavailable:
+            claims.release(sessions, todo[index:])  # the whole chunk waits the store out (workers/retries.py)
+            raise
         if outcome == jobs.RETRY:
             again.append(code_id)
         else:
