@@ -1,7 +1,7 @@
 """Many hosts on one machine (issue #19): three `qrflow api` processes, each with a spool directory of its
 own as on three hosts, two workers for each queue that does the heavy work (qr, scans), one for analytics,
-two beats (one started by mistake), one Redis and PostgreSQL; images in one directory all of them share,
-standing in for a shared store (STORE is the one line to change for an object store)."""
+two beats (one started by mistake), one Redis and PostgreSQL, images in a real S3 server (SeaweedFS,
+tests/s3_server.py); each "host" has a data directory of its own."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.integration.analytics_helpers import brute_force, stored_buckets
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.test_redirect import IPHONE
 from tests.integration.worker_processes import Processes
+from tests.s3_server import BUCKET, REGION
 
 pytestmark = pytest.mark.e2e
 
@@ -34,23 +35,32 @@ PROPAGATION_DEADLINE = 10.0
 SCANS_PER_GATEWAY = 100
 
 
-def store(tmp_path: Path) -> dict[str, str]:
-    """Where every process keeps and reads images: here a directory they all share."""
-    return {"QRFLOW_DATA_DIR": str(tmp_path / "shared-store")}
+def store(s3_server, name: str) -> dict[str, str]:
+    """Where every process keeps and reads images: a prefix of its own in the test's S3 server, which
+    every "host" reaches and none holds on its disk."""
+    return {
+        "QRFLOW_STORAGE_URL": f"s3://{BUCKET}/{name}",
+        "QRFLOW_S3_ENDPOINT_URL": s3_server.endpoint,
+        "QRFLOW_S3_REGION": REGION,
+        **s3_server.credentials,
+    }
 
 
-def test_three_gateways_two_workers_per_queue_and_a_second_beat(backend, redis_url, alice, tmp_path):
+def test_three_gateways_two_workers_per_queue_and_a_second_beat(backend, redis_url, alice, s3_server, tmp_path):
     if backend.name != "postgres":
         pytest.skip("many hosts share a database server: PostgreSQL only (SQLite is one host's file)")
     common = {
-        **store(tmp_path),
+        **store(s3_server, f"many-gateways-{uuid.uuid4().hex[:8]}"),
         # What production sets for every host (a key generated on first start would be each host's own).
         "QRFLOW_WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
         "QRFLOW_PUBLIC_BASE_URL": "http://qr.test",
         "QRFLOW_ROLLUP_INTERVAL_SECONDS": "1",
         "QRFLOW_WORKER_NICE": "0",
     }
-    platform = Processes(backend, redis_url, db=BROKER_DB, tmp_path=tmp_path, **common)
+    # Every "host" has a data directory of its own: nothing but the servers is shared.
+    platform = Processes(
+        backend, redis_url, db=BROKER_DB, tmp_path=tmp_path, QRFLOW_DATA_DIR=str(tmp_path / "workers-host"), **common
+    )
     gateways: list[GatewayProcess] = []
     engine = create_sync_engine(backend.settings)
     try:
@@ -85,6 +95,7 @@ def test_three_gateways_two_workers_per_queue_and_a_second_beat(backend, redis_u
         png = c.get(ready["images"]["png"], headers=alice.headers)
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), png.text[:200]
         assert png.headers["etag"] == b.get(ready["images"]["png"], headers=alice.headers).headers["etag"]
+        assert not list(tmp_path.rglob("images")), "an image was kept on a host's disk"
 
         # A PATCH through one is announced on Redis and evicted by the others, whose entries would
         # otherwise live HEALTHY_TTL (60 s) while their subscription is up.
