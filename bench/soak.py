@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/soak.py` puts bench/, not the project, on sys.path
 
 from app.kit.redis_server import free_port  # noqa: E402
-from bench import common  # noqa: E402
+from bench import common, soak_faults  # noqa: E402
 from bench.common import console, create_dynamic_code, load_average, parse_wrk, pass_miss, temp_dir  # noqa: E402
 from bench.ingest import Sample, lags  # noqa: E402
 
@@ -362,11 +362,20 @@ def report(r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__ + "\n" + (soak_faults.__doc__ or ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=180, help="seconds of full-speed redirects (default 180)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="on a database created on this server, not SQLite")
+    parser.add_argument("--minutes", type=float,
+                        help="the faults soak instead (issue #19): this many minutes of mixed load and faults")
+    parser.add_argument("--redirect-threads", type=int, default=4, help="faults soak: redirect loops (default 4)")
+    parser.add_argument("--drain-minutes", type=float, default=soak_faults.DRAIN_MINUTES,
+                        help="faults soak: how long the end waits for stored == answered (default 17)")
     args, _ = parser.parse_known_args()
+    if args.minutes:
+        faults_soak(args)
+        return
     common.require_wrk()
     before = load_average()
     with temp_dir("qrflow-bench-soak-") as tmp:
@@ -377,6 +386,18 @@ def main() -> None:
     console.print(f"load average before {before}, after {results['context']['load_average_after']}")
     path = RESULTS.with_name(f"soak-{results['backend']}.json")
     common.write_results(path, results)
+
+
+def faults_soak(args: argparse.Namespace) -> None:
+    before = load_average()
+    with temp_dir("qrflow-bench-soak-faults-") as tmp, database(tmp, args.postgres) as (url, count, sqlite_path):
+        sql = soak_faults.query(url, sqlite_path)
+        results = soak_faults.run(args, tmp, url, count, sql)
+    results["context"] = {"cores": os.cpu_count(), "redirect_threads": args.redirect_threads,
+                          "load_average_before": before, "load_average_after": load_average()}
+    soak_faults.report(results)
+    console.print(f"load average before {before}, after {results['context']['load_average_after']}")
+    common.write_results(RESULTS.with_name(f"soak-faults-{results['backend']}.json"), results)
 
 
 if __name__ == "__main__":

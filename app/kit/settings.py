@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     scan_batch_max_events: int = Field(1000, ge=1, le=10_000)
     scan_flush_interval_ms: int = Field(250, ge=10, le=10_000)
     scan_spool_max_bytes: int = Field(1024**3, ge=1024 * 1024)
+    # Where the spool lives; empty: data_dir/spool. Many hosts share one image store but each keeps its
+    # spool on a disk of its own (docs/scaling.md): a dead host's scans wait there until it, or a host
+    # that mounts its disk, starts a gateway again.
+    scan_spool_dir: Path | None = None
     # A GeoIP2/GeoLite2 Country or City .mmdb file for scan countries; empty: country unknown.
     geoip_db: Path | None = None
     # Store each scan's IP with its last octet (IPv4) or last 80 bits (IPv6) zeroed. Raw IPs never are.
@@ -224,7 +228,7 @@ class Settings(BaseSettings):
 
     @property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        return self.scan_spool_dir or self.data_dir / "spool"
 
     @property
     def images_dir(self) -> Path:

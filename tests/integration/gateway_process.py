@@ -22,7 +22,9 @@ MAX_STALL_SECONDS = 1.0
 
 
 class GatewayProcess:
-    def __init__(self, backend, tmp_path: Path) -> None:
+    def __init__(self, backend, tmp_path: Path, wait: bool = True, **env: str) -> None:
+        """Started, and answering unless `wait` is false (then call wait_until_answering: several start
+        side by side)."""
         self.port = free_port()
         self.tmp_path = tmp_path
         self.backend = backend
@@ -33,11 +35,18 @@ class GatewayProcess:
             "QRFLOW_DATA_DIR": str(tmp_path / "data"),
             "QRFLOW_API_PORT": str(self.port),
             "QRFLOW_LOG_FORMAT": "json",
+            **env,
         }
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp_path / "api.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "api"], env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
+        if wait:
+            self.wait_until_answering()
+
+    def wait_until_answering(self) -> None:
+        # A wide margin: a gateway took 38 s to import and bind on a host busy with other test runs.
+        deadline = time.monotonic() + 120
         while not self._answers():
             assert self.process.poll() is None, self.log_path.read_text()
             assert time.monotonic() < deadline, "the gateway did not start"

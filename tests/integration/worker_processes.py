@@ -56,12 +56,13 @@ class Processes:
     def worker(self, queues: str = "qr", concurrency: int = 2) -> subprocess.Popen[bytes]:
         return self.start("worker", "-Q", queues, "-c", str(concurrency))
 
-    def beat(self) -> subprocess.Popen[bytes]:
-        """Beat, whose schedule file goes to a directory of the test's own."""
+    def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
+        """Beat, whose schedule file goes to a directory of the test's own (one per name: a second beat
+        keeps a schedule of its own, as on another host)."""
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "beat"],
-            env={**self.env, "QRFLOW_DATA_DIR": str(self.tmp_path / "beat")},
-            stdout=(log := (self.tmp_path / "beat.log").open("wb")),
+            env={**self.env, "QRFLOW_DATA_DIR": str(self.tmp_path / name)},
+            stdout=(log := (self.tmp_path / f"{name}.log").open("wb")),
             stderr=log,
         )
         log.close()
@@ -112,8 +113,9 @@ def render_rows(backend, code_ids: list[uuid.UUID | str]) -> dict[uuid.UUID, dic
     try:
         with sync_sessionmaker(engine)() as session:
             rows = session.execute(
-                select(QRCode.id, QRCode.status, QRCode.error, QRCode.render_attempts, QRCode.render_claimed_by)
-                .where(QRCode.id.in_(ids))
+                select(QRCode.id, QRCode.status, QRCode.error, QRCode.render_attempts, QRCode.render_claimed_by).where(
+                    QRCode.id.in_(ids)
+                )
             ).all()
     finally:
         engine.dispose()
