@@ -205,7 +205,10 @@ def install_auth_handlers(app: FastAPI) -> None:
         response = RedirectResponse(target, status_code=303)
         if request.headers.get("hx-request"):
             response.headers["HX-Redirect"] = target  # htmx swaps a page in place; this makes it navigate
-        clear_session_cookie(response, request.app.state.settings)
+        # Only a cookie the request carried (a stale one) is cleared: a cross-site POST carries none
+        # (SameSite=Lax), and clearing anyway would let any site sign a person out.
+        if SESSION_COOKIE in request.cookies:
+            clear_session_cookie(response, request.app.state.settings)
         return response
 
     @app.exception_handler(PasswordChangeRequired)
