@@ -1,6 +1,11 @@
-"""What the broker holds for a queue: the messages waiting in it, and those a worker took and has not
-acknowledged yet (kombu's Redis transport keeps each in its `unacked` hash, with the time it was taken
-in `unacked_index`, until the ack).
+"""What the broker holds for a queue.
+
+On Redis, every message: those waiting in the queue, and those a worker took and has not acknowledged yet
+(kombu's Redis transport keeps each in its `unacked` hash, with the time it was taken in `unacked_index`,
+until the ack). On RabbitMQ, only how many wait: AMQP reads a queue by consuming it (a browse would
+redeliver every message, counting against the quorum queues' delivery limit) and has no way to look at what
+a consumer holds, so its inventory counts (a passive queue declare) and the republishers' rule is the
+count's (app/qrcodes/recovery.py).
 
 The republishers ask it before they publish a render again: a code whose message is held is waiting, not
 lost, and publishing it again would only grow the queue it waits in (issue #14, item 7).
@@ -27,7 +32,32 @@ class HeldMessage:
     taken_at: float | None
 
 
-class BrokerInventory:
+def inventory_of(celery: Celery) -> RedisInventory | RabbitMQInventory:
+    """The inventory of the app's broker."""
+    with celery.connection_for_read() as connection:
+        rabbitmq = connection.transport.driver_type == "amqp"
+    return RabbitMQInventory(celery) if rabbitmq else RedisInventory(celery)
+
+
+class RabbitMQInventory:
+    lists_messages = False
+
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    def waiting(self, queue: str) -> int:
+        """Messages ready in the queue, not those consumers hold; 0 for a queue not declared yet."""
+        with self._celery.connection_for_read() as connection:
+            try:
+                _name, messages, _consumers = connection.default_channel.queue_declare(queue, passive=True)
+            except connection.channel_errors:  # 404: nobody declared it yet, so nothing waits in it
+                return 0
+        return messages
+
+
+class RedisInventory:
+    lists_messages = True
+
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
 
@@ -56,6 +86,9 @@ class BrokerInventory:
         message = Message(payload, channel=channel)
         _args, kwargs, _embed = message.decode()  # Celery's message protocol 2: body is (args, kwargs, embed)
         return HeldMessage(task=message.headers.get("task", ""), kwargs=kwargs, taken_at=taken_at)
+
+
+BrokerInventory = RedisInventory | RabbitMQInventory
 
 
 def _prefixed(client: object, command: str, key: str) -> str:

@@ -199,7 +199,7 @@ _KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 def _default_queues() -> list[str]:
     import celeryconfig
 
-    return [queue.name for queue in celeryconfig.task_queues]
+    return list(celeryconfig.QUEUES)
 
 
 class QueueDepthCollector(Collector):
