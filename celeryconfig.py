@@ -89,6 +89,8 @@ def broker_settings(broker: str) -> dict[str, object]:
             Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments) for name in QUEUES
         ),
         "task_default_exchange_type": "topic",
+        # Declares every queue before Celery binds them to its delayed delivery exchanges (workers/consumer.py).
+        "worker_consumer": "workers.consumer:Consumer",
         "broker_transport_options": {
             # Publisher confirms: a publish returns once RabbitMQ has stored the message (in the quorum
             # queue's majority), so "published" means what the spool and the republishers take it to mean.

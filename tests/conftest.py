@@ -153,6 +153,29 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
         drop()
 
 
+# --- brokers -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker() -> str:
+    """Celery's broker for the subprocess workers of the tests that take it: Redis, and RabbitMQ as well for
+    the few that run on both (tests.integration.rabbitmq.ON_BOTH_BROKERS parametrises this)."""
+    return "redis"
+
+
+@pytest.fixture
+def rabbitmq_vhost(broker: str) -> Iterator[str | None]:
+    """The URL of a RabbitMQ virtual host of the test's own when its broker is RabbitMQ; else None."""
+    if broker != "rabbitmq":
+        yield None
+        return
+    from tests.integration.rabbitmq import Vhost
+
+    vhost = Vhost()
+    yield vhost.url
+    vhost.delete()
+
+
 # --- a real worker and the gateway -------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ from celery import Celery
 
 from app.kit.settings import get_settings
 from workers.beat import beat_schedule
-from workers.dead_letters import DeclareDeadLetters
 
 celery_app = Celery(
     "qrflow",
@@ -16,7 +15,6 @@ celery_app = Celery(
 )
 celery_app.config_from_object("celeryconfig")
 celery_app.conf.beat_schedule = beat_schedule(get_settings())
-celery_app.steps["consumer"].add(DeclareDeadLetters)
 
 import workers.memory_limit  # noqa: E402,F401 - bounds each pool process's memory
 import workers.signals  # noqa: E402,F401 - connects logging, context and per-process set-up

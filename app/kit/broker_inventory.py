@@ -2,10 +2,11 @@
 
 On Redis, every message: those waiting in the queue, and those a worker took and has not acknowledged yet
 (kombu's Redis transport keeps each in its `unacked` hash, with the time it was taken in `unacked_index`,
-until the ack). On RabbitMQ, only how many wait: AMQP reads a queue by consuming it (a browse would
-redeliver every message, counting against the quorum queues' delivery limit) and has no way to look at what
-a consumer holds, so its inventory counts (a passive queue declare) and the republishers' rule is the
-count's (app/qrcodes/recovery.py).
+until the ack). On RabbitMQ, AMQP reads a queue only by consuming it (a browse would redeliver every
+message, counting against the quorum queues' delivery limit) and cannot look at what a consumer holds; so
+there the inventory is how many messages wait (a passive queue declare), and the messages the workers took
+and have not started, as they answer Celery's `inspect reserved` (the workers' own prefetch, management
+plugin or not). app/qrcodes/recovery.py says what the republishers make of each.
 
 The republishers ask it before they publish a render again: a code whose message is held is waiting, not
 lost, and publishing it again would only grow the queue it waits in (issue #14, item 7).
@@ -41,9 +42,21 @@ def inventory_of(celery: Celery) -> RedisInventory | RabbitMQInventory:
 
 class RabbitMQInventory:
     lists_messages = False
+    # How long the workers have to answer `inspect reserved`: each answers from its main process, at once
+    # unless the host is very busy; one that does not answer in time is taken to hold nothing.
+    INSPECT_TIMEOUT_SECONDS = 2.0
 
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
+
+    def held(self, queue: str) -> Iterator[HeldMessage]:
+        """The queue's messages the workers took and have not started (their prefetch)."""
+        replies = self._celery.control.inspect(timeout=self.INSPECT_TIMEOUT_SECONDS).reserved() or {}
+        for requests in replies.values():
+            for request in requests:
+                # A countdown's message arrives through the delay exchanges, its routing key prefixed.
+                if (request.get("delivery_info") or {}).get("routing_key", "").rsplit(".", 1)[-1] == queue:
+                    yield HeldMessage(task=request.get("name", ""), kwargs=request.get("kwargs") or {}, taken_at=None)
 
     def waiting(self, queue: str) -> int:
         """Messages ready in the queue, not those consumers hold; 0 for a queue not declared yet."""

@@ -18,6 +18,7 @@ from tests.integration.batch_helpers import (
     unpublished_batch,
     wait_until_finished,
 )
+from tests.integration.rabbitmq import ON_BOTH_BROKERS
 from tests.integration.test_faults import (
     POISON,
     RECOVERY_ENV,
@@ -77,13 +78,14 @@ def test_a_chunk_past_its_time_budget_hands_the_rest_on_and_a_redelivery_skips_w
 
 
 @pytest.mark.e2e
+@ON_BOTH_BROKERS
 def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
-    gateway, alice, backend, redis_url, tmp_path
+    gateway, alice, backend, redis_url, tmp_path, rabbitmq_vhost
 ):
     """acks_late + reject_on_worker_lost: a SIGKILLed pool process's chunk goes back to the queue (or, if
     the kill lost it, the republisher sees the chunk's dead claims), and the codes it had rendered are
     skipped when it comes back."""
-    platform = Processes(backend, redis_url, db=8, tmp_path=tmp_path, **RECOVERY_ENV)
+    platform = Processes(backend, redis_url, db=8, tmp_path=tmp_path, rabbitmq=rabbitmq_vhost, **RECOVERY_ENV)
     try:
         worker = platform.worker("qr_batch,default")
         platform.beat()
@@ -125,7 +127,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
     SIGKILLed and Celery acknowledges the message, so the broker holds nothing for the chunk; its claims
     are dead, and beat's republisher sends the poison code back alone and the codes it had not reached in a
     chunk of their own. The third death makes it `failed` with the reason; nothing is sent again after."""
-    from app.kit.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import RedisInventory
 
     limit = poison_time_limit()
     limits = {"QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS": "0", "QRFLOW_TASK_TIME_LIMIT_SECONDS": str(limit)}
@@ -147,7 +149,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
         platform.wait_for_log(f"Hard time limit ({limit}s) exceeded")
         platform.wait_for_log("exited with 'signal 9 (SIGKILL)'")
         deadline = time.monotonic() + 30  # the worker's main process acknowledges it after logging the kill
-        while held := list(BrokerInventory(platform.celery).held("qr_batch")):
+        while held := list(RedisInventory(platform.celery).held("qr_batch")):
             assert time.monotonic() < deadline, f"the broker still holds {held}"
             time.sleep(0.2)
         rows = render_rows(backend, [first, poison, last])
