@@ -156,6 +156,20 @@ def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]
 # --- brokers -----------------------------------------------------------------------------------------
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The RabbitMQ runs go with PostgreSQL only: what the broker does does not depend on the database, and
+    each run adds about a minute to the suite (docs/testing.md)."""
+    sqlite_on_rabbitmq = [
+        item
+        for item in items
+        if (params := getattr(getattr(item, "callspec", None), "params", {})).get("broker") == "rabbitmq"
+        and params.get("backend") == "sqlite"
+    ]
+    if sqlite_on_rabbitmq:
+        config.hook.pytest_deselected(items=sqlite_on_rabbitmq)
+        items[:] = [item for item in items if item not in sqlite_on_rabbitmq]
+
+
 @pytest.fixture
 def broker() -> str:
     """Celery's broker for the subprocess workers of the tests that take it: Redis, and RabbitMQ as well for

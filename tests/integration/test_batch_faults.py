@@ -18,7 +18,6 @@ from tests.integration.batch_helpers import (
     unpublished_batch,
     wait_until_finished,
 )
-from tests.integration.rabbitmq import ON_BOTH_BROKERS
 from tests.integration.test_faults import (
     POISON,
     RECOVERY_ENV,
@@ -78,14 +77,13 @@ def test_a_chunk_past_its_time_budget_hands_the_rest_on_and_a_redelivery_skips_w
 
 
 @pytest.mark.e2e
-@ON_BOTH_BROKERS
 def test_worker_processes_killed_mid_batch_still_complete_it_with_no_duplicates(
-    gateway, alice, backend, redis_url, tmp_path, rabbitmq_vhost
+    gateway, alice, backend, redis_url, tmp_path
 ):
     """acks_late + reject_on_worker_lost: a SIGKILLed pool process's chunk goes back to the queue (or, if
     the kill lost it, the republisher sees the chunk's dead claims), and the codes it had rendered are
     skipped when it comes back."""
-    platform = Processes(backend, redis_url, db=8, tmp_path=tmp_path, rabbitmq=rabbitmq_vhost, **RECOVERY_ENV)
+    platform = Processes(backend, redis_url, db=8, tmp_path=tmp_path, **RECOVERY_ENV)
     try:
         worker = platform.worker("qr_batch,default")
         platform.beat()
