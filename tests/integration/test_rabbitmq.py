@@ -143,3 +143,17 @@ def test_queue_depths_come_from_rabbitmq_and_are_absent_when_it_is_gone(vhost, r
     gone = RabbitMQQueueDepthCollector(f"amqp://guest:guest@127.0.0.1:{free_port()}//", queues=["qr"])
     assert [family.name for family in gone.collect()] == ["qrflow_queue_depth_up"]
     assert gone.collect()[0].samples[0].value == 0
+
+
+def test_readiness_checks_rabbitmq_as_the_broker_and_redis_besides(backend, vhost):
+    from fastapi.testclient import TestClient
+
+    from app.gateway.main import create_app
+
+    for broker_url, broker in ((vhost.url, "ok"), (f"amqp://guest:guest@127.0.0.1:{free_port()}//", "unavailable")):
+        settings = backend.settings.model_copy(update={"broker_url": broker_url})
+        with TestClient(create_app(settings)) as client:
+            response = client.get("/readyz")
+        assert response.json()["broker"].startswith(broker)
+        assert response.json()["redis"] == "ok"
+        assert response.status_code == (200 if broker == "ok" else 503)
