@@ -79,6 +79,9 @@ def broker_settings(broker: str) -> dict[str, object]:
     # on by default) and then (1) uses per-consumer prefetch, as quorum queues refuse a global QoS, and
     # (2) sends countdowns (retries, webhook back-off) through its native delayed delivery exchanges
     # instead of holding them unacknowledged in the worker: which needs topic exchanges, not direct ones.
+    # RabbitMQ's consumer_timeout (30 min by default) far exceeds any task's hard time limit, so a running
+    # task's delivery is never taken back. What the republishers can see of RabbitMQ is less than of Redis
+    # (a count and the workers' prefetch, not every message): app/kit/broker_inventory.py.
     arguments = {
         "x-queue-type": "quorum",
         "x-delivery-limit": RABBITMQ_DELIVERY_LIMIT,
