@@ -3,13 +3,15 @@
 Read by workers/celery_app.py (`config_from_object`). Each setting says why it has its value.
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
-from app.kit.settings import get_settings
+from app.kit.settings import RABBITMQ_SCHEMES, get_settings
 
 _settings = get_settings()
 
-broker_url = _settings.redis_url
+# The broker is Redis (the default) or RabbitMQ (QRFLOW_BROKER_URL=amqp://...); results always go to Redis.
+# Task code, routing and limits are the same on both; what differs is in broker_settings() below.
+broker_url = _settings.celery_broker_url
 result_backend = _settings.redis_url
 
 # Queues by kind of work, so a flood of one cannot starve another, and each can get the pool it needs:
@@ -17,9 +19,7 @@ result_backend = _settings.redis_url
 # A batch's chunks have a queue of their own (qr_batch), consumed by its own worker: a single code (qr)
 # never waits behind another workspace's 5,000-row batch, whose chunks would otherwise fill the FIFO and
 # the pool's prefetch ahead of it (tests/integration/test_render_fairness.py).
-task_queues = (
-    Queue("default"), Queue("qr"), Queue("qr_batch"), Queue("scans"), Queue("analytics"), Queue("webhooks")
-)
+QUEUES = ("default", "qr", "qr_batch", "scans", "analytics", "webhooks")
 task_default_queue = "default"
 task_routes = {
     "qrcodes.render": {"queue": "qr"},
@@ -49,15 +49,69 @@ task_reject_on_worker_lost = True
 # it must exceed the longest task (time limit below) and the longest retry countdown (2 min), which a
 # worker holds unacknowledged. 15 minutes is also how long a message waits after its whole worker
 # died. The result backend uses the same transport, so it gets the same options.
-_transport_options = {
+_redis_transport_options = {
     "visibility_timeout": 900,
     # Without socket timeouts a publish blocks forever on a Redis that is gone (kombu#1519).
     "socket_timeout": 5,
     "socket_connect_timeout": 2,
     "retry_on_timeout": True,
 }
-broker_transport_options = _transport_options
-result_backend_transport_options = _transport_options
+
+# How many times RabbitMQ delivers one message before it gives up on it (x-delivery-limit): each worker
+# that dies holding the message (or its connection lost) is one delivery. Poison is bounded per code by the
+# render claims (3 starts, app/qrcodes/claims.py); this is the broker's own backstop for any task, generous
+# enough that a few worker restarts never reach it. A message past it goes to the dead_letters queue, kept
+# for an operator (docs/operations.md), never silently dropped: a scans message carries 1,000 scans.
+RABBITMQ_DELIVERY_LIMIT = 20
+DEAD_LETTERS = "dead_letters"
+
+
+def broker_settings(broker: str) -> dict[str, object]:
+    """The settings that depend on which broker `broker` (a URL) is: its queues and transport options."""
+    if not broker.startswith(RABBITMQ_SCHEMES):
+        return {
+            "task_queues": tuple(Queue(name) for name in QUEUES),
+            "broker_transport_options": _redis_transport_options,
+        }
+    # RabbitMQ. Quorum queues: replicated, durable, and they count deliveries, so a message that keeps
+    # killing its consumer ends (x-delivery-limit) instead of Redis's re-delivery after visibility_timeout;
+    # RabbitMQ redelivers a message the moment the connection of the worker holding it closes, so no
+    # timeout is needed for a dead worker. Celery (>= 5.5) sees the quorum queues (worker_detect_quorum_queues,
+    # on by default) and then (1) uses per-consumer prefetch, as quorum queues refuse a global QoS, and
+    # (2) sends countdowns (retries, webhook back-off) through its native delayed delivery exchanges
+    # instead of holding them unacknowledged in the worker: which needs topic exchanges, not direct ones.
+    # RabbitMQ's consumer_timeout (30 min by default) far exceeds any task's hard time limit, so a running
+    # task's delivery is never taken back. What the republishers can see of RabbitMQ is less than of Redis
+    # (a count and the workers' prefetch, not every message): app/kit/broker_inventory.py.
+    arguments = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": RABBITMQ_DELIVERY_LIMIT,
+        "x-dead-letter-exchange": DEAD_LETTERS,
+    }
+    return {
+        "task_queues": tuple(
+            Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments) for name in QUEUES
+        ),
+        "task_default_exchange_type": "topic",
+        # Declares every queue before Celery binds them to its delayed delivery exchanges (workers/consumer.py).
+        "worker_consumer": "workers.consumer:Consumer",
+        "broker_transport_options": {
+            # Publisher confirms: a publish returns once RabbitMQ has stored the message (in the quorum
+            # queue's majority), so "published" means what the spool and the republishers take it to mean.
+            # How long a publish waits for its confirm: app/kit/messaging.py (confirm_timeout).
+            "confirm_publish": True,
+            # A send blocks at most this long on a broker that stopped reading (a resource alarm, a stalled
+            # host) instead of forever; connecting is bounded by broker_connection_timeout.
+            "write_timeout": 5,
+        },
+        # A connection attempt to a RabbitMQ that is gone waits at most this (Celery's default is 4 s);
+        # with the publish retry policy below, a publish gives up within about 7 s.
+        "broker_connection_timeout": 2,
+    }
+
+
+globals().update(broker_settings(broker_url))
+result_backend_transport_options = _redis_transport_options
 redis_socket_timeout = 5
 redis_socket_connect_timeout = 2
 redis_retry_on_timeout = True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import structlog
+from kombu.utils.url import maybe_sanitize_url
 from rich.console import Console
 
 from app.kit import redis_server
@@ -128,6 +129,9 @@ def launch(settings: Settings, console: Console, ready_timeout: float) -> int:
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve(), "instance_id": instance_id})
     base = f"http://{settings.api_host}:{settings.api_port}"
     redis_url, own_redis = _ensure_redis(settings, console)
+    if settings.broker_is_rabbitmq:
+        # The services take QRFLOW_BROKER_URL from this environment; a RabbitMQ is never started here.
+        console.print(f"Broker: RabbitMQ at {maybe_sanitize_url(settings.celery_broker_url)} (Redis for the rest)")
     supervisor: Supervisor | None = None
     claim = RedisClaim(redis_url, instance_id, {"api": base, "data_dir": str(settings.data_dir)})
     try:

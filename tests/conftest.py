@@ -180,6 +180,43 @@ def s3_server() -> Iterator[S3Server]:
         server.stop()
 
 
+# --- brokers -----------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The RabbitMQ runs go with PostgreSQL only: what the broker does does not depend on the database, and
+    each run adds about a minute to the suite (docs/testing.md)."""
+    sqlite_on_rabbitmq = [
+        item
+        for item in items
+        if (params := getattr(getattr(item, "callspec", None), "params", {})).get("broker") == "rabbitmq"
+        and params.get("backend") == "sqlite"
+    ]
+    if sqlite_on_rabbitmq:
+        config.hook.pytest_deselected(items=sqlite_on_rabbitmq)
+        items[:] = [item for item in items if item not in sqlite_on_rabbitmq]
+
+
+@pytest.fixture
+def broker() -> str:
+    """Celery's broker for the subprocess workers of the tests that take it: Redis, and RabbitMQ as well for
+    the few that run on both (tests.integration.rabbitmq.ON_BOTH_BROKERS parametrises this)."""
+    return "redis"
+
+
+@pytest.fixture
+def rabbitmq_vhost(broker: str) -> Iterator[str | None]:
+    """The URL of a RabbitMQ virtual host of the test's own when its broker is RabbitMQ; else None."""
+    if broker != "rabbitmq":
+        yield None
+        return
+    from tests.integration.rabbitmq import Vhost
+
+    vhost = Vhost()
+    yield vhost.url
+    vhost.delete()
+
+
 # --- a real worker and the gateway -------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.kit.broker_inventory import BrokerInventory
+from app.kit.broker_inventory import BrokerInventory, inventory_of
 from app.kit.db import create_sync_engine, sync_sessionmaker
 from app.kit.messaging import EventPublisher
 from app.kit.settings import Settings, get_settings
@@ -55,7 +55,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         sessions=sync_sessionmaker(engine),
         store=open_image_store(settings),
         publisher=EventPublisher(celery_app),
-        inventory=BrokerInventory(celery_app),
+        inventory=inventory_of(celery_app),
         enricher=Enricher(settings.geoip_db, settings.keep_anonymized_ip),
     )
 

@@ -8,6 +8,7 @@ import sys
 
 import structlog
 from celery import signals
+from sqlalchemy.orm import configure_mappers
 
 from app.kit import telemetry
 from app.kit.logging import configure_logging
@@ -58,6 +59,12 @@ def _user_agent_rules_before_the_fork(sender: object = None, **_: object) -> Non
 @signals.worker_process_init.connect
 def _fresh_resources_after_fork(**_: object) -> None:
     runtime.forget_inherited_runtime()
+    # SQLAlchemy configures its mappers on first use, otherwise inside the process's first task: a soft
+    # time limit raised there (a fresh process on a busy host) leaves the registry half-built, and every
+    # later query of that process fails ("One or more mappers failed to initialize"). So before any task.
+    import app.models  # noqa: F401 - every mapper, so that all are configured
+
+    configure_mappers()
 
 
 # Tracing lives in the process that runs tasks. A prefork worker's parent only supervises: setting up the

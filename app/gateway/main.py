@@ -51,8 +51,8 @@ with `Retry-After`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    # Queue depths for /metrics, asked of Redis at scrape time (app/kit/telemetry.py).
-    queue_depth = telemetry.QueueDepthCollector(settings.redis_url)
+    # Queue depths for /metrics, asked of the broker at scrape time (app/kit/telemetry.py).
+    queue_depth = telemetry.queue_depth_collector(settings)
     webhook_metrics = WebhookMetricsCollector(settings.redis_url)
 
     @asynccontextmanager

@@ -26,6 +26,8 @@ from app.kit.events import Event
 
 log = structlog.get_logger(__name__)
 
+CONFIRM_TIMEOUT_SECONDS = 5
+
 EVENTS_PUBLISHED = Counter(
     "qrflow_events_published_total", "Events published to the broker", ["task", "outcome"]
 )
@@ -71,8 +73,16 @@ class EventPublisher:
         try:
             # ignore_result: otherwise send_task subscribes to the task's result channel on the result
             # backend, a round trip per publish and, with Redis gone, a reconnect loop of ~20 s.
+            # confirm_timeout: on RabbitMQ (publisher confirms) how long a publish waits for the broker to
+            # say it stored the message; a broker that accepts the bytes and never confirms (a resource
+            # alarm blocks publishers) fails the publish instead of holding it. Redis ignores it.
             self._celery.send_task(
-                task_name, kwargs=kwargs, kwargsrepr=kwargsrepr, compression=compression, ignore_result=True
+                task_name,
+                kwargs=kwargs,
+                kwargsrepr=kwargsrepr,
+                compression=compression,
+                ignore_result=True,
+                confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
             )
         except Exception as exc:  # kombu/redis raise many types; every one means "not published"
             EVENTS_PUBLISHED.labels(task_name, "failed").inc()

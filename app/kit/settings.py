@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# URL schemes of kombu's AMQP transports: the broker is RabbitMQ.
+RABBITMQ_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QRFLOW_", env_file=".env", extra="ignore")
@@ -18,6 +21,11 @@ class Settings(BaseSettings):
     # Empty means the embedded default: a SQLite file in data_dir.
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Celery's broker. Empty: the Redis at redis_url. `amqp://user:password@host:5672/vhost`: RabbitMQ, with
+    # quorum queues and publisher confirms (celeryconfig.py says what differs); Redis still keeps the link
+    # cache, caps, sessions, rate limits and Celery's results. docs/operations.md, "Choosing a broker".
+    broker_url: str = ""
+
     # Where people reach the redirect: dynamic codes encode {public_base_url}/r/{slug}.
     # Empty means http://{api_host}:{api_port}.
     public_base_url: str = ""
@@ -211,6 +219,14 @@ class Settings(BaseSettings):
     def secure_cookies(self) -> bool:
         """Cookies go only over HTTPS when people reach the gateway through it."""
         return self.public_base_url.startswith("https://")
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_rabbitmq(self) -> bool:
+        return self.celery_broker_url.startswith(RABBITMQ_SCHEMES)
 
     @property
     def is_sqlite(self) -> bool:

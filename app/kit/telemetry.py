@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -34,6 +35,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from app.kit.settings import Settings
 
 # --- traces ------------------------------------------------------------------------------------------
 
@@ -199,16 +203,17 @@ _KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 def _default_queues() -> list[str]:
     import celeryconfig
 
-    return [queue.name for queue in celeryconfig.task_queues]
+    return list(celeryconfig.QUEUES)
 
 
 class QueueDepthCollector(Collector):
-    """qrflow_queue_depth{queue}: messages waiting in each Celery queue, read from Redis at scrape time.
+    """qrflow_queue_depth{queue}: messages waiting in each Celery queue, read from the broker at scrape time
+    (LLEN of Redis's lists; on RabbitMQ, a passive declare of each queue, see RabbitMQQueueDepthCollector).
 
     Only messages not yet taken by a worker: those a worker has reserved (prefetched, running) are in
     kombu's `unacked` hash, and Flower's metrics count them per worker. Short socket timeouts bound a
-    scrape when Redis is slow or gone; then qrflow_queue_depth_up is 0 and the depths are absent (not 0,
-    which would read as "the queues are empty")."""
+    scrape when the broker is slow or gone; then qrflow_queue_depth_up is 0 and the depths are absent (not
+    0, which would read as "the queues are empty")."""
 
     def __init__(self, redis_url: str, queues: Sequence[str] | None = None, timeout_seconds: float = 0.5) -> None:
         import redis
@@ -248,6 +253,53 @@ class QueueDepthCollector(Collector):
 
     def close(self) -> None:
         self._redis.close()
+
+
+class RabbitMQQueueDepthCollector(QueueDepthCollector):
+    """The same metrics from RabbitMQ: each queue's ready messages, by a passive declare on a connection of
+    the scrape's own (the AMQP protocol, no management plugin). A queue no one declared yet waits for nothing."""
+
+    def __init__(self, broker_url: str, queues: Sequence[str] | None = None, timeout_seconds: float = 0.5) -> None:
+        self.queues = list(queues) if queues is not None else _default_queues()
+        self._broker_url = broker_url
+        self._timeout = timeout_seconds
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from kombu import Connection
+
+        depth, up = self._families()
+        timeouts = {"read_timeout": self._timeout, "write_timeout": self._timeout}
+        broker = Connection(self._broker_url, connect_timeout=self._timeout, transport_options=timeouts)
+        try:
+            with broker:
+                for queue in self.queues:
+                    depth.add_metric([queue], self._waiting(broker, queue))
+        except (OSError, *broker.connection_errors):
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [depth, up]
+
+    @staticmethod
+    def _waiting(broker: object, queue: str) -> int:
+        channel = broker.channel()
+        try:
+            return channel.queue_declare(queue, passive=True)[1]
+        except broker.channel_errors:  # 404 closes the channel, not the connection
+            return 0
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    def close(self) -> None:
+        pass
+
+
+def queue_depth_collector(settings: Settings) -> QueueDepthCollector:
+    """The queue depths of the settings' broker."""
+    if settings.broker_is_rabbitmq:
+        return RabbitMQQueueDepthCollector(settings.celery_broker_url)
+    return QueueDepthCollector(settings.celery_broker_url)
 
 
 def metrics_payload(*collectors: Collector) -> bytes:

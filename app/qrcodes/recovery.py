@@ -8,8 +8,10 @@ A pending code is lost when nobody renders it and no message for it is held by t
   it waits in the queue or in a worker: the broker was down when the gateway published, the gateway died
   between commit and publish, or the broker lost its data.
 A code merely waiting behind a long queue is held by the broker, so it is not published twice, and the
-queue does not grow itself. Each code's render starts are counted (claims.py), so a code that kills its
-process goes back a bounded number of times and then fails.
+queue does not grow itself. On Redis the broker's messages are read one by one; RabbitMQ says how many wait
+in a queue, not which (app/kit/broker_inventory.py), so there a suspect counts as held while any wait
+(_lost_on_rabbitmq). Each code's render starts are counted (claims.py), so a code that kills its process
+goes back a bounded number of times and then fails.
 """
 
 from __future__ import annotations
@@ -116,8 +118,16 @@ def _lost(
     suspects = [code for code in pending if not _claim_live(code, now, lost_after)]
     if not suspects:
         return []  # the broker is read only when something may be lost
-    held = _held(inventory, QUEUES[batches], {code.id for code in suspects})
-    lost = [code for code in suspects if not _held_for(code, held.get(code.id, ()), now, lost_after)]
+    queue, ids = QUEUES[batches], {code.id for code in suspects}
+    if inventory.lists_messages:
+        held = _held(inventory, queue, ids)
+        lost = [code for code in suspects if not _held_for(code, held.get(code.id, ()), now, lost_after)]
+    elif inventory.waiting(queue):
+        lost = []  # RabbitMQ: any suspect's message may be one of those waiting (see _lost_on_rabbitmq)
+    else:
+        # Then what the workers hold: a message that leaves the queue meanwhile is in a worker's prefetch.
+        held = _held(inventory, queue, ids)
+        lost = [code for code in suspects if code.id not in held and _lost_on_rabbitmq(code, now, lost_after)]
     # A worker may have claimed or finished one meanwhile: only codes as they were are lost.
     return _unchanged(sessions, lost)
 
@@ -186,9 +196,26 @@ def _held_for(code: _Pending, messages: Iterable[float | None], now: datetime, l
         # Taken before the claim: the delivery whose process died. Its worker hands it back within seconds
         # (reject_on_worker_lost); one it still holds long after the hard time limit it lost (celery#3541),
         # and gives back only when Redis's visibility_timeout (15 min) runs out.
-        if code.claimed_at > now - lost_after.time_limit - _HANDBACK_GRACE:
+        if _handback_due(code, now, lost_after):
             return True
     return False
+
+
+def _lost_on_rabbitmq(code: _Pending, now: datetime, lost_after: LostAfter) -> bool:
+    """Whether a suspect is lost on RabbitMQ, when no message waits in its queue and no worker holds one for
+    it unstarted. While messages wait, RabbitMQ does not say which: no suspect is published again, a lost
+    one waits for the queue's next empty moment, and the queue never grows itself. Once it is empty, an
+    unclaimed code's message is lost (the broker was down at publish time, or the gateway died before it).
+    A dead claim's message is lost only if it was acknowledged, at the hard time limit: RabbitMQ gives a
+    message back the moment the connection of the worker holding it closes, and a worker gives back a killed
+    pool process's (reject_on_worker_lost), for which _handback_due waits, as on Redis."""
+    return code.claimed_at is None or not _handback_due(code, now, lost_after)
+
+
+def _handback_due(code: _Pending, now: datetime, lost_after: LostAfter) -> bool:
+    """Whether the message of a code whose claim died may still come back from the worker that held it."""
+    assert code.claimed_at is not None
+    return code.claimed_at > now - lost_after.time_limit - _HANDBACK_GRACE
 
 
 def _unchanged(sessions: sessionmaker[Session], codes: list[_Pending]) -> list[_Pending]:

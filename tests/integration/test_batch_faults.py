@@ -125,7 +125,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
     SIGKILLed and Celery acknowledges the message, so the broker holds nothing for the chunk; its claims
     are dead, and beat's republisher sends the poison code back alone and the codes it had not reached in a
     chunk of their own. The third death makes it `failed` with the reason; nothing is sent again after."""
-    from app.kit.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import RedisInventory
 
     limit = poison_time_limit()
     limits = {"QRFLOW_TASK_SOFT_TIME_LIMIT_SECONDS": "0", "QRFLOW_TASK_TIME_LIMIT_SECONDS": str(limit)}
@@ -147,7 +147,7 @@ def test_a_code_that_kills_its_process_fails_after_3_attempts_and_the_rest_of_it
         platform.wait_for_log(f"Hard time limit ({limit}s) exceeded")
         platform.wait_for_log("exited with 'signal 9 (SIGKILL)'")
         deadline = time.monotonic() + 30  # the worker's main process acknowledges it after logging the kill
-        while held := list(BrokerInventory(platform.celery).held("qr_batch")):
+        while held := list(RedisInventory(platform.celery).held("qr_batch")):
             assert time.monotonic() < deadline, f"the broker still holds {held}"
             time.sleep(0.2)
         rows = render_rows(backend, [first, poison, last])

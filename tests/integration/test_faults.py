@@ -19,6 +19,7 @@ from app.kit.messaging import EventPublisher
 from app.kit.redis_server import RedisServer, find_binary, free_port
 from tests.conftest import wait_until_rendered
 from tests.decoding import decode_png
+from tests.integration.rabbitmq import ON_BOTH_BROKERS
 from tests.integration.test_qrcodes_api import created
 from tests.integration.worker_processes import Processes, celery_on, render_rows
 
@@ -123,12 +124,13 @@ RECOVERY_ENV = {
 
 
 @pytest.mark.e2e
-def test_worker_processes_killed_mid_render_lose_no_code(gateway, alice, backend, redis_url, tmp_path):
+@ON_BOTH_BROKERS
+def test_worker_processes_killed_mid_render_lose_no_code(gateway, alice, backend, redis_url, tmp_path, rabbitmq_vhost):
     """A SIGKILLed pool process's render comes back: its message is requeued (acks_late +
-    reject_on_worker_lost) or, when the kill loses it (celery#3541), beat's republisher sees the code's
-    claim is dead and publishes it again, within the bound of docs/architecture.md's fault table. No code is
-    published again that was not lost: at most one republished render per kill."""
-    platform = Processes(backend, redis_url, db=7, tmp_path=tmp_path, **RECOVERY_ENV)
+    reject_on_worker_lost) or, when the kill loses it (celery#3541, Redis), beat's republisher sees the
+    code's claim is dead and publishes it again, within the bound of docs/architecture.md's fault table. No
+    code is published again that was not lost: at most one republished render per kill."""
+    platform = Processes(backend, redis_url, db=7, tmp_path=tmp_path, rabbitmq=rabbitmq_vhost, **RECOVERY_ENV)
     try:
         worker = platform.worker("qr,default")
         platform.beat()
@@ -218,7 +220,7 @@ def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_
     """Issue #14, item 7: codes older than the republisher's threshold that wait in the queue (no render
     worker runs) are left alone, run after run; a code and a batch whose messages never reached the broker
     are published again, once."""
-    from app.kit.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import RedisInventory
     from tests.integration.batch_helpers import batch_code_ids, post_batch, unpublished_batch
 
     platform = Processes(backend, redis_url, db=11, tmp_path=tmp_path, **RECOVERY_ENV)
@@ -245,7 +247,7 @@ def test_a_backlog_waiting_for_workers_is_not_published_again_and_a_lost_render_
         held = {
             str(code_id)
             for queue in ("qr", "qr_batch")
-            for message in BrokerInventory(platform.celery).held(queue)
+            for message in RedisInventory(platform.celery).held(queue)
             for code_id in message.kwargs["event"].get("code_ids") or [message.kwargs["event"].get("code_id")]
         }
         in_batches = [*batch_code_ids(backend, response.json()["id"]), *batch_code_ids(backend, lost_batch["id"])]
@@ -361,7 +363,7 @@ def test_the_broker_inventory_reads_waiting_and_taken_messages_under_any_key_pre
     unacked hash, with the transport's global_keyprefix (instances sharing one Redis) or without."""
     import redis
 
-    from app.kit.broker_inventory import BrokerInventory
+    from app.kit.broker_inventory import RedisInventory
     from app.qrcodes.events import RenderRequested
 
     broker_url = redis_url.rsplit("/", 1)[0] + "/14"
@@ -375,7 +377,7 @@ def test_the_broker_inventory_reads_waiting_and_taken_messages_under_any_key_pre
     with celery.connection_for_read() as connection:
         taken = connection.default_channel.basic_get("qr", no_ack=False)  # as a worker takes one
         assert taken is not None
-        held = list(BrokerInventory(celery).held("qr"))
+        held = list(RedisInventory(celery).held("qr"))
     assert sorted((m.kwargs["event"]["code_id"], m.taken_at is None) for m in held) == sorted(
         (str(code_id), str(code_id) != taken.decode()[1]["event"]["code_id"]) for code_id in ids
     )

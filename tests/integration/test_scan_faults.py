@@ -27,6 +27,7 @@ from app.kit.db import create_sync_engine
 from app.kit.redis_server import RedisServer, find_binary, free_port
 from app.scans.events import ScanRecorded
 from app.scans.models import Scan
+from tests.integration.rabbitmq import ON_BOTH_BROKERS, RabbitNode
 from tests.integration.test_faults import (
     _kill_pool_processes,
     wait_for_retry,
@@ -36,15 +37,19 @@ from tests.integration.test_redirect import IPHONE, dynamic_code, scan, wait_for
 
 
 class Platform:
-    """A broker of its own, and gateway and worker processes on it and on the backend's database."""
+    """A broker of its own, and gateway and worker processes on it and on the backend's database. On RabbitMQ,
+    a RabbitMQ node of its own is the broker and a redis-server of its own keeps the rest (link cache, caps);
+    on Redis, one redis-server is both. `broker` is the broker's server either way: stop() and start()."""
 
-    def __init__(self, backend, tmp_path: Path) -> None:
+    def __init__(self, backend, tmp_path: Path, broker: str = "redis") -> None:
         self.tmp_path = tmp_path
-        self.broker = RedisServer(find_binary()[0], free_port(), tmp_path / "redis").start()
+        self.redis = RedisServer(find_binary()[0], free_port(), tmp_path / "redis").start()
+        self.broker = RabbitNode(tmp_path / "rabbitmq").start() if broker == "rabbitmq" else self.redis
         self.port = free_port()
         self.env = {
             **os.environ,
-            "QRFLOW_REDIS_URL": self.broker.url,
+            "QRFLOW_REDIS_URL": self.redis.url,
+            "QRFLOW_BROKER_URL": self.broker.url if broker == "rabbitmq" else "",
             "QRFLOW_DATABASE_URL": backend.settings.database_url,
             "QRFLOW_DATA_DIR": str(tmp_path / "data"),
             "QRFLOW_API_PORT": str(self.port),
@@ -112,6 +117,7 @@ class Platform:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.broker.stop()
+        self.redis.stop()
         self.engine.dispose()
 
     @staticmethod
@@ -123,12 +129,13 @@ class Platform:
 
 
 @pytest.fixture
-def platform(backend, tmp_path) -> Iterator[Platform]:
-    platform = Platform(backend, tmp_path)
+def platform(backend, tmp_path, broker) -> Iterator[Platform]:
+    platform = Platform(backend, tmp_path, broker)
     yield platform
     platform.stop()
 
 
+@ON_BOTH_BROKERS
 def test_broker_down_redirects_keep_answering_and_scans_arrive_when_it_is_back(platform, alice):
     platform.start_gateway()
     platform.start_worker()

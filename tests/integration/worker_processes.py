@@ -16,28 +16,37 @@ import redis
 from celery import Celery
 from sqlalchemy import select
 
+from app.kit.broker_inventory import RabbitMQInventory
 from app.kit.db import create_sync_engine, sync_sessionmaker
 
 
-def celery_on(broker_url: str) -> Celery:
-    """The real configuration, on another broker."""
+def celery_on(broker_url: str, result_backend: str | None = None) -> Celery:
+    """The real configuration, on another broker (and a Redis broker's results in it)."""
+    import celeryconfig
+
     app = Celery("qrflow-fault-test")
     app.config_from_object("celeryconfig")
-    app.conf.broker_url = app.conf.result_backend = broker_url
+    app.conf.update(celeryconfig.broker_settings(broker_url))
+    app.conf.broker_url = broker_url
+    app.conf.result_backend = result_backend or broker_url
     return app
 
 
 class Processes:
-    def __init__(self, backend, redis_url: str, db: int, tmp_path: Path, **env: str) -> None:
-        self.broker_url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    """`rabbitmq`: the URL of a RabbitMQ virtual host to use as the broker, instead of the Redis database."""
+
+    def __init__(self, backend, redis_url: str, db: int, tmp_path: Path, rabbitmq: str | None = None, **env: str):
+        self.redis_url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+        self.broker_url = rabbitmq or self.redis_url
         # Whatever an earlier test left there (a killed worker's unacknowledged messages) is not ours.
-        with redis.Redis.from_url(self.broker_url) as broker:
+        with redis.Redis.from_url(self.redis_url) as broker:
             broker.flushdb()
-        self.celery = celery_on(self.broker_url)
+        self.celery = celery_on(self.broker_url, self.redis_url)
         self.tmp_path = tmp_path
         self.env = {
             **os.environ,
-            "QRFLOW_REDIS_URL": self.broker_url,
+            "QRFLOW_REDIS_URL": self.redis_url,
+            "QRFLOW_BROKER_URL": rabbitmq or "",
             "QRFLOW_DATABASE_URL": backend.settings.database_url,
             "QRFLOW_DATA_DIR": str(backend.settings.data_dir),
             "QRFLOW_LOG_FORMAT": "json",
@@ -83,6 +92,9 @@ class Processes:
 
     def queue_length(self, *queues: str) -> int:
         """Messages waiting in these queues (default: where renders wait, qr and qr_batch)."""
+        if self.broker_url != self.redis_url:
+            inventory = RabbitMQInventory(self.celery)
+            return sum(inventory.waiting(queue) for queue in queues or ("qr", "qr_batch"))
         with redis.Redis.from_url(self.broker_url) as broker:
             return sum(broker.llen(queue) for queue in queues or ("qr", "qr_batch"))
 

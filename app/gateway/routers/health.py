@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -23,7 +24,10 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     database: str = Field(description="`ok`, or `unavailable: <error type>`")
-    broker: str = Field(description="`ok`, or `unavailable: <error type>`")
+    broker: str = Field(description="Celery's broker (Redis, or RabbitMQ): `ok`, or `unavailable: <error type>`")
+    redis: str | None = Field(
+        None, description="Only when RabbitMQ is the broker: Redis (caches, limits, results), as `broker`"
+    )
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -44,10 +48,15 @@ async def readyz(request: Request) -> JSONResponse:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    async def broker() -> None:
+    async def redis() -> None:
         await state.redis.ping()
 
-    checks = {"database": database, "broker": broker}
+    async def rabbitmq() -> None:
+        await anyio.to_thread.run_sync(_connect, state.settings.celery_broker_url)
+
+    checks = {"database": database, "broker": redis}
+    if state.settings.broker_is_rabbitmq:
+        checks.update(broker=rabbitmq, redis=redis)
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:
@@ -60,3 +69,10 @@ async def readyz(request: Request) -> JSONResponse:
     headers = {INSTANCE_HEADER: state.settings.instance_id} if state.settings.instance_id else None
     body = {"status": "ready" if ready else "unavailable", **results}
     return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+
+def _connect(url: str) -> None:
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=_CHECK_TIMEOUT) as connection:
+        connection.connect()
