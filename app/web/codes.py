@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from app.gateway.deps import SessionDep, SettingsDep, StoreDep
-from app.gateway.images import MEDIA_TYPES, rescale_png
+from app.gateway.images import stored_image_response
 from app.kit.errors import Invalid, NotFound
 from app.qrcodes import service
 from app.qrcodes.content import Kind
@@ -78,10 +77,4 @@ async def image(
     if download:
         suffix = f"-x{scale}" if rescale else ""
         headers["Content-Disposition"] = f'attachment; filename="qrcode-{code.id}{suffix}.{fmt}"'
-    path = store.path(key)
-    if path is None:
-        raise NotFound("the image file is missing from storage", field="id")
-    if rescale:
-        data = await to_thread.run_sync(rescale_png, path.read_bytes(), stored_scale, scale)
-        return Response(data, media_type=MEDIA_TYPES["png"], headers=headers)
-    return FileResponse(path, media_type=MEDIA_TYPES[fmt], headers=headers)
+    return await stored_image_response(store, key, fmt, headers, (stored_scale, scale) if rescale else None)

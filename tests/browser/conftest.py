@@ -105,7 +105,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
             _stop(process)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop running in this thread while it is started, and
+# the other test files this process runs next (pytest-xdist) may call asyncio.run.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium (dev.py test installs it)")

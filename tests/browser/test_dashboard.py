@@ -64,6 +64,7 @@ def test_codes_of_several_kinds_made_through_the_form_scan_as_they_should(editor
         image = editor.get_by_test_id("code-image")
         expect(image).to_be_visible(timeout=60_000)
         editor.wait_for_function("document.querySelector('[data-testid=code-image]').complete")
+        image.evaluate("image => image.decode()")  # decoded, so the screenshot shows it whole
         content = editor.locator("pre.content").first.inner_text()
         assert decode_png(image.screenshot()) == [content]  # the image as shown, read like a phone would
         if expected:

@@ -252,6 +252,9 @@ def test_a_worker_killed_mid_batch_stores_every_scan_exactly_once(platform, alic
     while "ready." not in "".join(p.read_text() for p in platform.tmp_path.glob("worker-*.log")):
         assert time.monotonic() < deadline, "the scans worker never said it was ready"
         time.sleep(0.2)
+    while "Task scans.record[" not in "".join(p.read_text() for p in platform.tmp_path.glob("worker-*.log")):
+        assert time.monotonic() < deadline, "the scans worker never received a batch"
+        time.sleep(0.05)
     kills = _kill_pool_processes(worker.pid, times=1)
     assert kills == 1
     assert platform.wait_stored(code["slug"], 6000, timeout=360) == (6000, 6000)

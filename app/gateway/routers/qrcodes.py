@@ -5,9 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from anyio import to_thread
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
 
 from app.gateway.deps import (
     JsonBody,
@@ -20,7 +18,7 @@ from app.gateway.deps import (
     Writer,
 )
 from app.gateway.errors import ErrorBody, error_responses
-from app.gateway.images import MEDIA_TYPES, rescale_png
+from app.gateway.images import MEDIA_TYPES, stored_image_response
 from app.kit.errors import Invalid, NotFound
 from app.qrcodes import service
 from app.qrcodes.content import Kind
@@ -45,7 +43,6 @@ _RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
-_MISSING_IMAGE = "the image file is missing from storage"
 _STORE_DOWN = "The image store is unreachable; retry after `Retry-After` seconds"
 _NOT_JSON = "The body is not sent as `Content-Type: application/json`"
 # The cursors this API hands out are ~100 characters; the bound keeps a forged one from being decoded at any
@@ -217,18 +214,4 @@ async def get_image(
     headers = {"ETag": etag_header, "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag_header:
         return Response(status_code=304, headers=headers)
-    # The store is read in a thread (a disk, or an S3 server across the network: docs/storage.md); one that is
-    # down is a 503 with Retry-After (StoreUnavailable), before any byte of the answer is sent.
-    if rescale:
-        original = await to_thread.run_sync(store.get, key)
-        if original is None:
-            raise NotFound(_MISSING_IMAGE, field="id")
-        data = await to_thread.run_sync(rescale_png, original, stored_scale, scale)
-        return Response(data, media_type=MEDIA_TYPES["png"], headers=headers)
-    stored = await to_thread.run_sync(store.open, key)
-    if stored is None:
-        raise NotFound(_MISSING_IMAGE, field="id")
-    # A sync iterator: Starlette reads the rest of it in a thread too.
-    return StreamingResponse(
-        stored.chunks, media_type=MEDIA_TYPES[fmt], headers={**headers, "Content-Length": str(stored.size)}
-    )
+    return await stored_image_response(store, key, fmt, headers, (stored_scale, scale) if rescale else None)
