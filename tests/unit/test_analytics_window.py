@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -84,10 +84,21 @@ def test_points_are_contiguous_whole_hours_covering_the_range(start, length, int
         return
     zone = ZoneInfo(tz)
     assert window.points[0].label.date() == start.astimezone(zone).date()
-    assert window.points[-1].label.date() == (end - timedelta(microseconds=1)).astimezone(zone).date()
+    # The dates asked for, and the one whose bucket holds `start` (in a half-hour zone, the next day's from
+    # the whole UTC hour before local midnight).
+    last = max((end - timedelta(microseconds=1)).astimezone(zone).date(), _day_of(start, zone))
+    assert window.points[-1].label.date() == last
     assert all(p.label.timetz().replace(tzinfo=None).isoformat() == "00:00:00" for p in window.points)
     # Each day's bounds are its local midnights, floored to whole UTC hours (exactly them in whole-hour zones).
     assert all(timedelta(0) <= p.label - p.start < HOUR for p in window.points)
+
+
+def _day_of(instant: datetime, zone: ZoneInfo) -> date:
+    """The day whose bucket holds an instant: its local date, except between the whole UTC hour before a
+    local midnight and that midnight (half-hour zones), which is the next day's."""
+    day = instant.astimezone(zone).date()
+    next_midnight = datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+    return day + timedelta(days=1) if next_midnight.replace(minute=0, second=0, microsecond=0) <= instant else day
 
 
 def test_day_spans_cut_a_range_at_utc_midnights():
