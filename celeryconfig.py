@@ -4,10 +4,17 @@ Read by workers/celery_app.py (`config_from_object`). Each setting says why it h
 """
 
 from kombu import Exchange, Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from app.kit.settings import RABBITMQ_SCHEMES, get_settings
 
 _settings = get_settings()
+
+# A Redis broker (redis://, rediss://) is used through kombu's Redis transport changed so that a broker
+# restart loses no message and a worker's unacknowledged messages are back in their queues once it
+# reconnects (workers/redis_transport.py). Registered under kombu's own names rather than set as
+# broker_transport, so the broker's URL still reads redis:// (Flower's broker page goes by it).
+TRANSPORT_ALIASES.update({scheme: "workers.redis_transport:Transport" for scheme in ("redis", "rediss")})
 
 # The broker is Redis (the default) or RabbitMQ (QRFLOW_BROKER_URL=amqp://...); results always go to Redis.
 # Task code, routing and limits are the same on both; what differs is in broker_settings() below.
@@ -123,7 +130,11 @@ task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.4}
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # workers keep trying while the broker is away
-# Finish running tasks when the broker connection drops, but let the broker redeliver the unacked ones.
+# When the broker connection drops, a running task is stopped (its pool process terminated) rather than
+# left to finish: its acknowledgement could not reach the broker anyway, and its message is put back in its
+# queue as soon as the worker reconnects (workers/redis_transport.py on Redis; RabbitMQ requeues it the
+# moment the connection closes), so it runs once more instead of twice at the same time. Every task is
+# idempotent (a scans batch is keyed on its event ids), so the rerun stores nothing twice.
 worker_cancel_long_running_tasks_on_connection_loss = True
 
 # Small prefetch: with acks_late, prefetched messages are held by one worker; a few per process keep

@@ -285,6 +285,51 @@ def test_a_batch_stuck_past_the_hard_time_limit_is_stored_by_a_later_try(platfor
     assert "Hard time limit (10" in _worker_logs(platform)
 
 
+def test_a_batch_running_when_the_broker_restarts_is_stored_without_waiting_for_the_visibility_timeout(
+    platform, alice, backend
+):
+    """The broker (its redis-server, persisting) stops and starts while a worker runs a batch: the batch is
+    stored, once, well within kombu's visibility timeout (15 min), not lost with the connection."""
+    platform.start_gateway()
+    worker = platform.start_worker()
+    broker = redis.Redis.from_url(platform.broker.url)
+    with platform.client() as client:
+        code = dynamic_code(client, alice)
+        with _scans_table_locked(platform.engine, backend):  # the batch's insert waits while the broker goes
+            for _ in range(5):
+                assert scan(client, code["slug"]).status_code == 302
+            _wait_for(lambda: _a_batch_waits_on_the_lock(platform, backend, worker), platform)
+            platform.broker.stop()
+            _wait_for(lambda: "Connection to broker lost" in _worker_logs(platform), platform)
+            platform.broker.start()
+            _wait_for(lambda: _worker_logs(platform).count("Connected to ") >= 2, platform)
+        assert platform.wait_stored(code["slug"], 5) == (5, 5)
+        assert wait_for_scans(client, alice, code["id"], 5)["scans_total"] == 5
+    _wait_for(lambda: not broker.hlen("unacked"), platform)  # acknowledged: nothing left to come back later
+    broker.close()
+    assert worker.poll() is None, "the worker's main process exited on the reconnect"
+
+
+def _a_batch_waits_on_the_lock(platform: Platform, backend, worker: subprocess.Popen[bytes]) -> bool:
+    """A pool process of `worker` runs a batch, its insert waiting on _scans_table_locked."""
+    if backend.name == "sqlite":  # the pool process opens the database for its first batch
+        database = backend.settings.database_url.split("///", 1)[1]
+        pool = psutil.Process(worker.pid).children()
+        return any(Path(f.path) == Path(database).resolve() for p in pool for f in p.open_files())
+    with platform.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return waiting.scalar_one() > 0
+
+
+def _wait_for(condition, platform: Platform, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, _worker_logs(platform)[-3000:]
+        time.sleep(0.2)
+
+
 def _worker_logs(platform: Platform) -> str:
     return "".join(p.read_text() for p in platform.tmp_path.glob("worker-*.log"))
 
