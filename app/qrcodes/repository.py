@@ -90,7 +90,7 @@ class QRCodeRepository:
             query = query.where(QRCode.status == status)
         if search:
             query = query.outerjoin(Link, QRCode.link_id == Link.id).where(search_index.matching(search))
-            found = search_index.candidates(search, self.session.get_bind().dialect.name)
+            found = await search_index.narrowing(self.session, search)
             if found is not None:
                 query = query.where(QRCode.id.in_(found))
         if oldest_first:

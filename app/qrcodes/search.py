@@ -4,12 +4,15 @@ Without an index a rare word walks every code of the workspace (bench/dashboard.
 codes). So a search of three characters or more first asks a trigram index for the codes that may match —
 an FTS5 `trigram` table on SQLite, pg_trgm GIN indexes on PostgreSQL (migration 0013) — and the exact
 predicate then decides, so the answer is the same as without the index. Shorter searches have no trigram
-to look up and keep the walk along (workspace, created), which stops as soon as a page is full.
+to look up and keep the walk along (workspace, created), which stops as soon as a page is full; so do
+searches with more than FEW candidates, which fill a page soon on that walk (bench/dashboard.py's `common
+search`: every code a candidate costs the index ~10 times the walk).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table, union
+from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.links.models import Link
 from app.qrcodes.models import QRCode
@@ -25,6 +28,7 @@ POSTGRES_INDEXES = {
     "ix_links_slug_trgm": ("links", "slug"),
 }
 TRIGRAM = 3
+FEW = 1000
 _SEARCH_MAP = table(SQLITE_MAP, column("rowid"), column("code_id"))
 _SEARCH_TEXT = table(SQLITE_TEXT, column("rowid"))
 
@@ -49,15 +53,25 @@ def matching(search: str) -> ColumnElement[bool]:
     )
 
 
+async def narrowing(session: AsyncSession, search: str) -> Select | None:
+    """Ids of the codes that may match `search` when the trigram index finds at most FEW of them; None
+    otherwise (too short a search, or so common a one that the walk is quicker)."""
+    found = candidates(search, session.get_bind().dialect.name)
+    if found is None:
+        return None
+    few = await session.scalar(select(func.count()).select_from(found.limit(FEW + 1).subquery()))
+    return found if few is not None and few <= FEW else None
+
+
 def candidates(search: str, dialect: str) -> Select | None:
-    """Ids of the codes that may match `search`, found by the trigram index; None when `search` is too
-    short for one (then every code is a candidate)."""
+    """Ids of the codes that may match `search` (an id may come twice), found by the trigram index; None
+    when `search` is too short for one (then every code is a candidate)."""
     lowered = search.lower()
     if len(lowered) < TRIGRAM:
         return None
     if dialect == "postgresql":
         pattern = "%" + _escaped(lowered) + "%"
-        return union(
+        return union_all(
             select(QRCode.id).where(func.lower(QRCode.title).like(pattern, escape="\\")),
             select(QRCode.id).where(func.lower(QRCode.content).like(pattern, escape="\\")),
             select(QRCode.id).join(Link, QRCode.link_id == Link.id)
