@@ -11,7 +11,9 @@ search`: every code a candidate costs the index ~10 times the walk).
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table, union_all
+import uuid
+
+from sqlalchemy import ColumnElement, Uuid, column, func, literal_column, or_, select, table, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.links.models import Link
@@ -29,7 +31,7 @@ POSTGRES_INDEXES = {
 }
 TRIGRAM = 3
 FEW = 1000
-_SEARCH_MAP = table(SQLITE_MAP, column("rowid"), column("code_id"))
+_SEARCH_MAP = table(SQLITE_MAP, column("rowid"), column("code_id", Uuid))
 _SEARCH_TEXT = table(SQLITE_TEXT, column("rowid"))
 
 
@@ -53,38 +55,29 @@ def matching(search: str) -> ColumnElement[bool]:
     )
 
 
-async def narrowing(session: AsyncSession, search: str) -> Select | None:
+async def narrowing(session: AsyncSession, search: str) -> list[uuid.UUID] | None:
     """Ids of the codes that may match `search` when the trigram index finds at most FEW of them; None
-    otherwise (too short a search, or so common a one that the walk is quicker)."""
-    found = candidates(search, session.get_bind().dialect.name)
-    if found is None:
-        return None
-    few = await session.scalar(select(func.count()).select_from(found.limit(FEW + 1).subquery()))
-    return found if few is not None and few <= FEW else None
-
-
-def candidates(search: str, dialect: str) -> Select | None:
-    """Ids of the codes that may match `search` (an id may come twice), found by the trigram index; None
-    when `search` is too short for one (then every code is a candidate)."""
+    otherwise (too short a search, or so common a one that the walk is quicker). A list rather than a
+    subquery: given a subquery, SQLite still walks the codes in page order and looks each one up in it."""
     lowered = search.lower()
     if len(lowered) < TRIGRAM:
         return None
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         pattern = "%" + _escaped(lowered) + "%"
-        return union_all(
+        found = union_all(
             select(QRCode.id).where(func.lower(QRCode.title).like(pattern, escape="\\")),
             select(QRCode.id).where(func.lower(QRCode.content).like(pattern, escape="\\")),
             select(QRCode.id).join(Link, QRCode.link_id == Link.id)
             .where(func.lower(Link.slug).like(pattern, escape="\\")),
-        )
-    # An FTS5 phrase of the search's trigrams: the rows holding it as a substring, case folded (a superset
-    # of what the exact predicate keeps, which compares lower() forms).
-    phrase = '"' + lowered.replace('"', '""') + '"'
-    return select(_SEARCH_MAP.c.code_id).where(
-        _SEARCH_MAP.c.rowid.in_(
-            select(_SEARCH_TEXT.c.rowid).where(literal_column(SQLITE_TEXT).op("MATCH")(phrase))
-        )
-    )
+        ).limit(FEW + 1)
+    else:
+        # An FTS5 phrase of the search's trigrams: the rows holding it as a substring, case folded (a
+        # superset of what the exact predicate keeps, which compares lower() forms).
+        phrase = '"' + lowered.replace('"', '""') + '"'
+        rows = select(_SEARCH_TEXT.c.rowid).where(literal_column(SQLITE_TEXT).op("MATCH")(phrase)).limit(FEW + 1)
+        found = select(_SEARCH_MAP.c.code_id).where(_SEARCH_MAP.c.rowid.in_(rows))
+    ids = list(await session.scalars(found))
+    return ids if len(ids) <= FEW else None
 
 
 def _escaped(text: str) -> str:
