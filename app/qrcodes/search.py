@@ -5,8 +5,8 @@ codes). So a search of three characters or more first asks a trigram index for t
 an FTS5 `trigram` table on SQLite, pg_trgm GIN indexes on PostgreSQL (migration 0013) — and the exact
 predicate then decides, so the answer is the same as without the index. Shorter searches have no trigram
 to look up and keep the walk along (workspace, created), which stops as soon as a page is full; so do
-searches with more than FEW candidates, which fill a page soon on that walk (bench/dashboard.py's `common
-search`: every code a candidate costs the index ~10 times the walk).
+searches with more than FEW candidates (counted across workspaces), which fill a page soon on that walk
+(bench/dashboard.py's `common search`: as cheap as the unsearched page).
 """
 
 from __future__ import annotations
