@@ -8,12 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from app.kit.errors import Invalid
 from app.links.models import Link
+from app.qrcodes import search as search_index
 from app.qrcodes.models import QRCode, QRCodeTag
 
 
@@ -88,16 +89,10 @@ class QRCodeRepository:
         if status is not None:
             query = query.where(QRCode.status == status)
         if search:
-            # A substring of the title, the content or the slug, in any case; walked along the
-            # (workspace, created) index, so a page stops as soon as it has its rows.
-            pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.outerjoin(Link, QRCode.link_id == Link.id).where(
-                or_(
-                    func.lower(QRCode.title).like(pattern, escape="\\"),
-                    func.lower(QRCode.content).like(pattern, escape="\\"),
-                    func.lower(Link.slug).like(pattern, escape="\\"),
-                )
-            )
+            query = query.outerjoin(Link, QRCode.link_id == Link.id).where(search_index.matching(search))
+            found = await search_index.narrowing(self.session, search)
+            if found is not None:
+                query = query.where(QRCode.id.in_(found))
         if oldest_first:
             query = query.order_by(QRCode.created_at.asc(), QRCode.id.asc())
         else:

@@ -11,9 +11,13 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from app.gateway.main import create_app
 from app.identity.models import Role
+from app.kit.db import create_sync_engine
+from app.links.models import Link
+from app.qrcodes import search
 from tests.conftest import wait_until_rendered
 from tests.integration.dashboard_helpers import PASSWORD, csrf_token, make_person
 
@@ -74,6 +78,37 @@ def test_the_search_filters_and_pages_of_the_codes_table(signed_in, gateway, ali
     by_tag = editor.get("/app/codes", params={"tag": marker, "sort": "oldest"}).text
     assert by_tag.index(ids[0]) < by_tag.index(ids[2])
     assert editor.get("/app/codes", params={"cursor": "not-a-cursor"}).status_code == 422
+
+
+def test_the_search_follows_what_codes_say_now_and_takes_its_words_literally(
+    backend, signed_in, gateway, alice, monkeypatch
+):
+    """Searches of three characters or more go through the trigram index (migration 0013) when it finds few
+    codes: it must follow edits and changed slugs (a batch's retry draws a new one), and a `%` or `_` typed
+    must stay a character. With more candidates than FEW the same search walks the codes instead."""
+    editor = signed_in[Role.EDITOR]
+    marker = f"kestrel{time.monotonic_ns()}"
+    body = {"kind": "url", "data": {"url": "https://example.com/k"}, "dynamic": True, "title": f"Big {marker} sign"}
+    code = gateway.post("/v1/qrcodes", json=body, headers=alice.headers).json()
+
+    def found(q: str) -> bool:
+        return code["id"] in editor.get("/app/codes", params={"q": q}).text
+
+    assert found(f"{marker} SIGN") and found(code["slug"][1:].upper())
+    assert not found(f"{marker}%sign") and not found(f"{marker}_sign") and not found(f'"{marker}"')
+    with monkeypatch.context() as walking:
+        walking.setattr(search, "FEW", 0)
+        assert found(f"{marker} SIGN") and not found(f"{marker}%sign")
+    engine = create_sync_engine(backend.settings)
+    with engine.begin() as connection:
+        connection.execute(update(Link).where(Link.slug == code["slug"]).values(slug=marker.replace("kestrel", "wren")))
+    engine.dispose()
+    assert found(marker.replace("kestrel", "wren"))  # the content keeps the old short link: only the slug says this
+    renamed = gateway.patch(f"/v1/qrcodes/{code['id']}", json={"title": f"Small {marker[::-1]}"}, headers=alice.headers)
+    assert renamed.status_code == 200
+    assert not found(marker) and found(marker[::-1])
+    assert gateway.delete(f"/v1/qrcodes/{code['id']}", headers=alice.headers).status_code == 204
+    assert not found(marker[::-1])
 
 
 def test_create_preview_edit_and_delete_through_the_forms(signed_in, gateway, alice):
