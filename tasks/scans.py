@@ -46,8 +46,8 @@ def _try_again(task: Task, events: list[str], timed_out: int) -> None:
 @celery_app.task(name=ScanRecorded.task_name, base=_ScanBatchTask, bind=True, **retry_on_database_down)
 def record(self: Task, events: list[str], timed_out: int = 0) -> int:
     """A batch of ScanRecorded events from a gateway's spool (app/scans/spool.py), each a JSON string."""
-    resources = runtime()
     try:
+        resources = runtime()
         return ingest.record_scans(resources.sessions, resources.enricher, _valid(events))
     except SoftTimeLimitExceeded:
         _try_again(self, events, timed_out + 1)
